@@ -1,0 +1,1 @@
+"""Audio loading and per-frame audio features, shared by preprocessing and rendering."""

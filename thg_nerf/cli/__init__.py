@@ -1,0 +1,1 @@
+"""The ``thg-nerf`` command line."""

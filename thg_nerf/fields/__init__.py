@@ -1,0 +1,1 @@
+"""Neural fields: hash-grid encodings, audio encoder, head and torso fields."""

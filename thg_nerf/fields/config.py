@@ -1,0 +1,39 @@
+"""Model architecture settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the audio-conditioned head field and the torso layer."""
+
+    encoding: str = "triplane"
+    """Spatial encoding of the head field: ``triplane`` (three 2D hash grids) or ``grid3d``."""
+    num_levels: int = 12
+    """Hash-grid levels."""
+    level_dim: int = 2
+    """Features per level."""
+    log2_hashmap_size: int = 14
+    """log2 of the hash table size per level."""
+    base_resolution: int = 16
+    """Coarsest grid resolution."""
+    max_resolution: int = 512
+    """Finest grid resolution."""
+    bound: float = 1.0
+    """Half-size of the head's axis-aligned box in canonical head space (dataset units)."""
+    audio_dim: int = 32
+    """Size of the per-frame audio code."""
+    audio_att_window: int = 8
+    """Neighbouring frames smoothed by temporal attention over audio codes."""
+    hidden_dim: int = 64
+    """Width of the density/colour networks."""
+    individual_dim: int = 4
+    """Per-frame appearance code size (its mean is used at render time)."""
+    use_eye: bool = True
+    """Condition the head field on the eye-blink signal."""
+    use_torso: bool = True
+    """Train and render the torso layer."""
+    occupancy_resolution: int = 64
+    """Occupancy grid cells per side over the head box."""

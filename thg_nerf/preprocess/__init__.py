@@ -1,0 +1,1 @@
+"""Video -> dataset directory: decoding, landmarks, masks, background plate, head tracking, audio features."""

@@ -1,0 +1,1 @@
+"""Rendering: rays, occupancy-grid volume rendering, pose paths and the TalkingHead API."""

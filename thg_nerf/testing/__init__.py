@@ -1,0 +1,1 @@
+"""Synthetic ground-truth scenes and landmark sets used as test oracles."""
