@@ -22,7 +22,22 @@ from thg_nerf.preprocess.config import PreprocessConfig
 from thg_nerf.render.config import RenderConfig
 from thg_nerf.train.config import TrainConfig
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _presets_dir() -> Path:
+    """``configs/`` of a source checkout, else the copy installed as ``thg_nerf.presets``."""
+    repo = Path(__file__).resolve().parent.parent / "configs"
+    if repo.is_dir():
+        return repo
+    try:
+        import importlib.resources
+
+        return Path(str(importlib.resources.files("thg_nerf.presets")))
+    except (ModuleNotFoundError, TypeError):
+        return repo
+
+
+PRESETS_DIR = _presets_dir()
 
 
 @dataclass
@@ -142,11 +157,21 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def resolve_preset_name(preset: str) -> str:
+    """``auto`` becomes ``default`` on a machine with a CUDA GPU and ``tiny`` otherwise."""
+    if preset != "auto":
+        return preset
+    import torch
+
+    return "default" if torch.cuda.is_available() else "tiny"
+
+
 def load_config(preset: str = "default", overrides: list[str] | dict | None = None) -> Config:
-    """Load a preset (a name from ``configs/`` or a path to a YAML file) and apply overrides.
+    """Load a preset (a name from ``configs/``, ``auto``, or a path to a YAML file) and apply overrides.
 
     ``overrides`` is a nested dict or a list of ``"section.key=value"`` strings (values parsed as YAML).
     """
+    preset = resolve_preset_name(preset)
     path = Path(preset)
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = PRESETS_DIR / f"{preset}.yaml"

@@ -256,7 +256,8 @@ def _model_series(wave: np.ndarray, spec: AudioSpec) -> tuple[np.ndarray, float,
         for a in range(0, n_out, chunk):
             b = min(a + chunk, n_out)
             lo, hi = max(0, a - ctx), min(n_out, b + ctx)
-            x = torch.from_numpy(np.ascontiguousarray(wave[lo * jump:(hi - 1) * jump + rf])).to(device)
+            end = len(wave) if hi == n_out else (hi - 1) * jump + rf
+            x = torch.from_numpy(np.ascontiguousarray(wave[lo * jump:end])).to(device)
             hidden = model(x[None].float()).last_hidden_state[0]
             parts.append(hidden[a - lo:b - lo].float().cpu().numpy())
     return np.concatenate(parts), jump / SAMPLE_RATE, 0.5 * rf / SAMPLE_RATE

@@ -7,10 +7,11 @@ import argparse
 from thg_nerf.config import Config, load_config
 
 
-def add_config_args(p: argparse.ArgumentParser, default_preset: str = "default") -> None:
+def add_config_args(p: argparse.ArgumentParser, default_preset: str = "auto") -> None:
     """``--preset`` and repeated ``--set section.key=value`` overrides."""
     p.add_argument("--preset", default=default_preset,
-                   help=f"config preset from configs/ (tiny, default) or a YAML path (default: {default_preset})")
+                   help="config preset from configs/ (tiny, default), a YAML path, or auto: default on a CUDA GPU, "
+                   f"tiny otherwise (default: {default_preset})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config value, e.g. --set train.batch_rays=2048 (repeatable)")
 
@@ -25,4 +26,4 @@ def resolve_config(args: argparse.Namespace, extra: dict | None = None) -> Confi
         if vals:
             over[section] = vals
     over = merge_dicts(over, parse_overrides(getattr(args, "overrides", []) or []))
-    return load_config(getattr(args, "preset", "default"), over)
+    return load_config(getattr(args, "preset", "auto"), over)

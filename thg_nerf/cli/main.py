@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"thg-nerf: error: {e}", file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:  # e.g. `thg-nerf info | head`
+        return 0
     except KeyboardInterrupt:
         print("thg-nerf: interrupted", file=sys.stderr)
         return 130

@@ -1,1 +1,1 @@
-"""Neural fields: hash-grid encodings, audio encoder, head and torso fields."""
+"""Neural fields: hash-grid encodings, the audio encoder, the head field, the torso layer and the full model."""

@@ -21,19 +21,27 @@ class ModelConfig:
     """Coarsest grid resolution."""
     max_resolution: int = 512
     """Finest grid resolution."""
-    bound: float = 1.0
-    """Half-size of the head's axis-aligned box in canonical head space (dataset units)."""
+    bound: float | None = None
+    """Half-size of the head's cube in canonical head space (dataset units); None = the dataset's ``head_bound``."""
     audio_dim: int = 32
     """Size of the per-frame audio code."""
     audio_att_window: int = 8
     """Neighbouring frames smoothed by temporal attention over audio codes."""
     hidden_dim: int = 64
     """Width of the density/colour networks."""
+    geo_dim: int = 15
+    """Geometry features passed from the density network to the colour network."""
     individual_dim: int = 4
     """Per-frame appearance code size (its mean is used at render time)."""
     use_eye: bool = True
     """Condition the head field on the eye-blink signal."""
     use_torso: bool = True
     """Train and render the torso layer."""
+    torso_levels: int = 8
+    """Hash-grid levels of the image-plane torso grid."""
+    torso_max_resolution: int = 256
+    """Finest resolution of the torso grid (cells across the image)."""
     occupancy_resolution: int = 64
     """Occupancy grid cells per side over the head box."""
+    march_steps: int = 128
+    """Ray-marching steps across the head cube's edge (step = 2 * bound / march_steps)."""

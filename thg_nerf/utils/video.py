@@ -101,12 +101,15 @@ class VideoWriter:
     """Stream RGB frames into a video file; optionally mux an audio file (AAC) at close.
 
     ``codec='libx264'`` writes H.264 yuv420p playable in browsers; ``lossless_gray=True`` writes an FFV1
-    grayscale stream (used for label masks). Use as a context manager; on an exception the file is removed.
+    grayscale stream (used for label masks); ``alpha=True`` takes RGBA frames [H, W, 4] (e.g. VP9 ``yuva420p``).
+    ``audio_codec`` encodes the muxed audio (``aac`` for mp4, ``libopus`` for webm). Use as a context manager;
+    on an exception the file is removed.
     """
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: float, *, codec: str = "libx264",
                  pix_fmt_out: str = "yuv420p", crf: int | None = 18, audio_path: str | Path | None = None,
-                 gray: bool = False, extra_params: list[str] | None = None) -> None:
+                 gray: bool = False, alpha: bool = False, audio_codec: str = "aac",
+                 extra_params: list[str] | None = None) -> None:
         import imageio_ffmpeg
 
         self.path = Path(path)
@@ -121,17 +124,19 @@ class VideoWriter:
             params += ["-shortest"]
         params += list(extra_params or [])
         self._gen = imageio_ffmpeg.write_frames(
-            str(self.path), size, pix_fmt_in="gray" if gray else "rgb24", pix_fmt_out=pix_fmt_out, fps=fps,
-            codec=codec, quality=None, macro_block_size=1, ffmpeg_log_level="error", output_params=params,
-            audio_path=str(audio_path) if audio_path else None, audio_codec="aac" if audio_path else None)
+            str(self.path), size, pix_fmt_in="gray" if gray else "rgba" if alpha else "rgb24",
+            pix_fmt_out=pix_fmt_out, fps=fps, codec=codec, quality=None, macro_block_size=1,
+            ffmpeg_log_level="error", output_params=params,
+            audio_path=str(audio_path) if audio_path else None, audio_codec=audio_codec if audio_path else None)
         self._gen.send(None)
         self._gray = gray
+        self._channels = 4 if alpha else 3
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one frame ([H, W, 3] uint8, or [H, W] for gray)."""
+        """Append one frame ([H, W, 3] uint8, [H, W, 4] with alpha, or [H, W] for gray)."""
         w, h = self.size
-        expect = (h, w) if self._gray else (h, w, 3)
+        expect = (h, w) if self._gray else (h, w, self._channels)
         if frame.shape != expect:
             raise ValueError(f"frame shape {frame.shape} != {expect}")
         self._gen.send(np.ascontiguousarray(frame, dtype=np.uint8))

@@ -1,0 +1,67 @@
+"""The audio-conditioned head field in canonical head space (ER-NeRF style).
+
+A point ``x`` in the cube ``[-bound, bound]^3`` is encoded by a tri-plane (or 3D) hash grid into ``h``.
+Region-aware attention gates the frame's audio code channel-wise by ``sigmoid(W_a h)`` (so lips react to
+audio and the forehead doesn't) and the eye-blink signal by ``sigmoid(w_e . h)``. A density MLP maps
+``[h, gated audio, gated eye]`` to a density (truncated exp) and geometry features; a colour MLP maps
+``[geometry, per-frame appearance code]`` to RGB. Colour is view-independent: the camera barely moves
+relative to the head in a talking-head clip, and dropping view directions saves work and overfitting.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from thg_nerf.fields.config import ModelConfig
+from thg_nerf.fields.encoding import Grid3DEncoding, TriPlaneEncoding, make_layout
+from thg_nerf.fields.mlp import mlp, trunc_exp
+
+
+class HeadField(nn.Module):
+    """Density and colour of the head at points, given per-point audio code, eye signal and appearance code."""
+
+    def __init__(self, cfg: ModelConfig, bound: float) -> None:
+        super().__init__()
+        if cfg.encoding not in ("triplane", "grid3d"):
+            from thg_nerf.errors import ThgError
+
+            raise ThgError(f"config: model.encoding must be 'triplane' or 'grid3d', got '{cfg.encoding}'")
+        self.bound = float(bound)
+        self.use_eye = cfg.use_eye
+        dim = 2 if cfg.encoding == "triplane" else 3
+        layout = make_layout(dim, cfg.num_levels, cfg.level_dim, cfg.log2_hashmap_size, cfg.base_resolution,
+                             cfg.max_resolution)
+        self.encoder = TriPlaneEncoding(layout) if dim == 2 else Grid3DEncoding(layout)
+        h_dim = self.encoder.out_dim
+        self.audio_gate = nn.Linear(h_dim, cfg.audio_dim)
+        self.eye_gate = nn.Linear(h_dim, 1) if cfg.use_eye else None
+        self.sigma_net = mlp(h_dim + cfg.audio_dim + int(cfg.use_eye), cfg.hidden_dim, 1 + cfg.geo_dim)
+        self.color_net = mlp(cfg.geo_dim + cfg.individual_dim, cfg.hidden_dim, 3)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """World points [N, 3] -> [0, 1]^3 box coordinates."""
+        return (x + self.bound) / (2.0 * self.bound)
+
+    def density(self, x: torch.Tensor, audio: torch.Tensor,
+                eye: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density [N] and geometry features [N, G] at world points ``x`` [N, 3].
+
+        ``audio`` [N, A] (or broadcastable [1, A]) and ``eye`` [N, 1] (or [1, 1]) are the conditions.
+        """
+        h = self.encoder(self.normalize(x))
+        parts = [h, audio * torch.sigmoid(self.audio_gate(h))]
+        if self.eye_gate is not None:
+            e = eye if eye is not None else torch.zeros(1, 1, device=x.device)
+            parts.append(e * torch.sigmoid(self.eye_gate(h)))
+        cond = [p.expand(h.shape[0], -1) if p.shape[0] != h.shape[0] else p for p in parts]
+        out = self.sigma_net(torch.cat(cond, dim=-1))
+        return trunc_exp(out[:, 0].float()), out[:, 1:]
+
+    def forward(self, x: torch.Tensor, audio: torch.Tensor, eye: torch.Tensor | None,
+                ind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density [N] and RGB [N, 3] in [0, 1]; ``ind`` [N, I] (or [1, I]) is the appearance code."""
+        sigma, geo = self.density(x, audio, eye)
+        ind = ind.expand(geo.shape[0], -1) if ind.shape[0] != geo.shape[0] else ind
+        rgb = torch.sigmoid(self.color_net(torch.cat([geo, ind.to(geo.dtype)], dim=-1)).float())
+        return sigma, rgb

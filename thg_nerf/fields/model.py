@@ -1,0 +1,94 @@
+"""The full talking-head model: audio encoder + attention, head field, torso layer, codes, occupancy grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from thg_nerf.fields.audio import AudioAttention, AudioEncoder, window_indices
+from thg_nerf.fields.config import ModelConfig
+from thg_nerf.fields.head import HeadField
+from thg_nerf.fields.torso import POSE_DIM, TorsoField
+from thg_nerf.render.occupancy import OccupancyGrid
+
+
+class TalkingHeadModel(nn.Module):
+    """Everything a run learns. Buffers hold the audio/pose normalisation and the occupancy grid.
+
+    Args:
+        cfg: architecture.
+        bound: half-size of the head cube (dataset units).
+        audio_shape: ``(T, C)`` of one frame's audio feature window.
+        n_train: number of training frames (one appearance code each).
+    """
+
+    def __init__(self, cfg: ModelConfig, bound: float, audio_shape: tuple[int, int], n_train: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.bound = float(bound)
+        n_steps, channels = int(audio_shape[0]), int(audio_shape[1])
+        self.audio_shape = (n_steps, channels)
+        self.n_train = int(n_train)
+        self.window = max(1, int(cfg.audio_att_window))
+        self.audio_encoder = AudioEncoder(channels, n_steps, cfg.audio_dim)
+        self.audio_att = AudioAttention(cfg.audio_dim, self.window) if self.window > 1 else None
+        self.head = HeadField(cfg, bound)
+        self.torso = TorsoField(cfg) if cfg.use_torso else None
+        self.ind_head = nn.Parameter(0.1 * torch.randn(n_train, cfg.individual_dim))
+        self.ind_torso = nn.Parameter(0.1 * torch.randn(n_train, cfg.individual_dim)) if cfg.use_torso else None
+        self.register_buffer("audio_mean", torch.zeros(channels))
+        self.register_buffer("audio_std", torch.ones(channels))
+        self.register_buffer("pose_mean", torch.zeros(POSE_DIM))
+        self.register_buffer("pose_std", torch.ones(POSE_DIM))
+        self.occupancy = OccupancyGrid(cfg.occupancy_resolution, bound)
+
+    @property
+    def step_size(self) -> float:
+        """Ray-marching step in world units."""
+        return 2.0 * self.bound / self.cfg.march_steps
+
+    def set_normalization(self, audio_feats: np.ndarray, train_c2w: np.ndarray) -> None:
+        """Per-channel audio stats from ``audio_feats`` [n, T, C] and pose stats from ``train_c2w`` [N, 4, 4]."""
+        a = np.asarray(audio_feats, dtype=np.float32).reshape(-1, self.audio_shape[1])
+        p = np.asarray(train_c2w, dtype=np.float32)[:, :3, :4].reshape(len(train_c2w), -1)
+        self.audio_mean.copy_(torch.from_numpy(a.mean(0)))
+        self.audio_std.copy_(torch.from_numpy(a.std(0) + 1e-3))
+        self.pose_mean.copy_(torch.from_numpy(p.mean(0)))
+        self.pose_std.copy_(torch.from_numpy(p.std(0) + 1e-3))
+
+    def grid_parameters(self) -> list[nn.Parameter]:
+        """Hash-grid tables (optimised with their own learning rate)."""
+        return [p for n, p in self.named_parameters() if n.endswith("embeddings")]
+
+    def code_parameters(self) -> list[nn.Parameter]:
+        return [p for p in (self.ind_head, self.ind_torso) if p is not None]
+
+    def net_parameters(self) -> list[nn.Parameter]:
+        skip = {id(p) for p in self.grid_parameters() + self.code_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def audio_codes(self, feats: np.ndarray | torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """Attended audio codes [B, A] of frames ``centres`` [B] (long) of the feature array ``feats`` [n, T, C]."""
+        dev = self.audio_mean.device
+        idx = window_indices(centres.to("cpu"), self.window, len(feats))  # [B, W]
+        if isinstance(feats, torch.Tensor):
+            win = feats[idx.to(feats.device)].to(dev, torch.float32)
+        else:
+            win = torch.from_numpy(np.asarray(feats[idx.numpy()], dtype=np.float32)).to(dev)
+        b, w = idx.shape
+        win = (win - self.audio_mean) / self.audio_std
+        codes = self.audio_encoder(win.reshape(b * w, *win.shape[2:])).reshape(b, w, -1)
+        if self.audio_att is None:
+            return codes[:, 0]
+        return self.audio_att(codes)
+
+    def pose_codes(self, c2w: torch.Tensor) -> torch.Tensor:
+        """Normalised head-pose vectors [B, 12] of camera-to-world matrices [B, 4, 4]."""
+        p = c2w[:, :3, :4].reshape(c2w.shape[0], -1).to(self.pose_mean)
+        return (p - self.pose_mean) / self.pose_std
+
+    def mean_codes(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Mean appearance codes ``(head [1, I], torso [1, I] or None)`` used at render time."""
+        torso = self.ind_torso.mean(0, keepdim=True) if self.ind_torso is not None else None
+        return self.ind_head.mean(0, keepdim=True), torso

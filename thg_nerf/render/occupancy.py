@@ -1,0 +1,51 @@
+"""Occupancy grid over the head cube: which cells can hold density, so ray marching skips empty space.
+
+The grid keeps a running density per cell (:func:`thg_nerf.ops.update_occupancy`: decayed moving maximum).
+Each update evaluates the field at one random point per cell under *random* audio/eye conditions supplied
+by the caller, so the running maximum covers every mouth shape seen in training and an open mouth is
+never culled. Values are optical thickness per marching step (``sigma * step``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from thg_nerf.ops import update_occupancy
+
+
+class OccupancyGrid(nn.Module):
+    """A ``G^3`` occupancy grid over the cube ``[-bound, bound]^3`` (buffers are saved with the model)."""
+
+    def __init__(self, resolution: int, bound: float) -> None:
+        super().__init__()
+        self.resolution = int(resolution)
+        g = self.resolution
+        self.register_buffer("aabb", torch.tensor([-bound] * 3 + [bound] * 3, dtype=torch.float32))
+        self.register_buffer("density", torch.zeros(g**3))
+        self.register_buffer("occ", torch.ones(g, g, g, dtype=torch.bool))
+
+    @property
+    def occupied_fraction(self) -> float:
+        return float(self.occ.float().mean())
+
+    @torch.no_grad()
+    def update(self, density_fn: Callable[[torch.Tensor], torch.Tensor], step_size: float,
+               generator: torch.Generator | None = None, decay: float = 0.95, threshold: float = 0.01,
+               chunk: int = 1 << 18) -> None:
+        """Evaluate ``density_fn`` (points [N, 3] -> densities [N]) at one random point per cell and update."""
+        g = self.resolution
+        dev = self.density.device
+        ar = torch.arange(g, device=dev)
+        cells = torch.stack(torch.meshgrid(ar, ar, ar, indexing="ij"), -1).reshape(-1, 3).float()  # ix-major
+        u = torch.rand(cells.shape, generator=generator, device=dev)
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        pts = lo + (cells + u) / g * (hi - lo)
+        new = torch.cat([density_fn(pts[i:i + chunk]).float() for i in range(0, pts.shape[0], chunk)])
+        new = (new * step_size).clamp_min(0.0)
+        mean = float(self.density.mean())
+        thresh = min(threshold, mean) if mean > 0 else threshold
+        occ = update_occupancy(self.density, new, decay=decay, threshold=thresh)
+        self.occ.copy_(occ.view(g, g, g))
