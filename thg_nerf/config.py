@@ -23,7 +23,6 @@ from thg_nerf.render.config import RenderConfig
 from thg_nerf.train.config import TrainConfig
 
 
-
 def _presets_dir() -> Path:
     """``configs/`` of a source checkout, else the copy installed as ``thg_nerf.presets``."""
     repo = Path(__file__).resolve().parent.parent / "configs"
