@@ -9,6 +9,7 @@ whose ``T_i`` is below ``early_stop`` get weight 0 (early termination). Referenc
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from thg_nerf.ops import backend
 
@@ -31,24 +32,24 @@ def composite_torch(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.
 
 
 class _CompositeFunction(torch.autograd.Function):
-    """CUDA packed compositing with early termination; backward w.r.t. sigmas."""
+    """CUDA packed compositing with early termination (float32, or float64 for gradchecks); backward w.r.t.
+    sigmas. The forward also returns per-ray ``(begin, end, alive)`` info reused by the backward pass."""
 
     @staticmethod
     def forward(ctx, sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop):  # type: ignore[override]
-        ext = backend.ext()
-        sig = sigmas.float().contiguous()
-        t0, t1 = t_starts.float().contiguous(), t_ends.float().contiguous()
-        ri = ray_indices.int().contiguous()
-        weights = ext.composite_forward(sig, t0, t1, ri, int(n_rays), float(early_stop))
-        ctx.save_for_backward(sig, t0, t1, ri, weights)
-        ctx.n_rays, ctx.early_stop = int(n_rays), float(early_stop)
+        dtype = torch.float64 if sigmas.dtype == torch.float64 else torch.float32
+        sig = sigmas.to(dtype).contiguous()
+        t0, t1 = t_starts.to(dtype).contiguous(), t_ends.to(dtype).contiguous()
+        weights, info = backend.ext().composite_forward(sig, t0, t1, ray_indices.long().contiguous(), int(n_rays),
+                                                        float(early_stop))
+        ctx.save_for_backward(sig, t0, t1, weights, info)
         return weights
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_w):  # type: ignore[override]
-        sig, t0, t1, ri, weights = ctx.saved_tensors
-        grad_sigma = backend.ext().composite_backward(grad_w.float().contiguous(), sig, t0, t1, ri, weights,
-                                                       ctx.n_rays, ctx.early_stop)
+        sig, t0, t1, weights, info = ctx.saved_tensors
+        grad_sigma = backend.ext().composite_backward(grad_w.to(sig.dtype).contiguous(), sig, t0, t1, weights, info)
         return grad_sigma, None, None, None, None, None
 
 

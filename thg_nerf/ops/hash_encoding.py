@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from thg_nerf.ops import backend
 
@@ -113,7 +114,7 @@ def hash_encode_torch(x: torch.Tensor, embeddings: torch.Tensor, offsets: torch.
     feats = []
     for lvl, res in enumerate(ress):
         size = offs[lvl + 1] - offs[lvl]
-        pos = x.float() * res
+        pos = (x if x.dtype == torch.float64 else x.float()) * res
         p0 = pos.floor().clamp(0, res - 1)
         frac = pos - p0  # [N, D]
         p0 = p0.long()
@@ -126,24 +127,30 @@ def hash_encode_torch(x: torch.Tensor, embeddings: torch.Tensor, offsets: torch.
 
 
 class _HashEncodeFunction(torch.autograd.Function):
-    """CUDA hash encoding; gradients for the table and (when required) the input points."""
+    """CUDA hash encoding; gradients for the table and (when required) the input points.
+
+    Tables may be float32, float16 (interpolated and accumulated in float32) or float64 (then ``x`` is
+    float64 too, which makes the kernels gradcheck-able).
+    """
 
     @staticmethod
     def forward(ctx, x, embeddings, offsets, resolutions):  # type: ignore[override]
-        ext = backend.ext()
-        x = x.contiguous().float()
         emb = embeddings.contiguous()
-        out = ext.hash_encode_forward(x, emb, offsets.int().contiguous(), resolutions.int().contiguous())
+        x = x.to(torch.float64 if emb.dtype == torch.float64 else torch.float32).contiguous()
+        offsets = offsets.to(device=x.device, dtype=torch.int32).contiguous()
+        resolutions = resolutions.to(device=x.device, dtype=torch.int32).contiguous()
+        out = backend.ext().hash_encode_forward(x, emb, offsets, resolutions)
         ctx.save_for_backward(x, emb, offsets, resolutions)
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         x, emb, offsets, resolutions = ctx.saved_tensors
-        ext = backend.ext()
-        grad_emb, grad_x = ext.hash_encode_backward(grad_out.contiguous(), x, emb, offsets.int().contiguous(),
-                                                    resolutions.int().contiguous(), ctx.needs_input_grad[0])
-        return (grad_x if ctx.needs_input_grad[0] else None), grad_emb, None, None
+        need_x = bool(ctx.needs_input_grad[0])
+        grad_emb, grad_x = backend.ext().hash_encode_backward(grad_out.to(emb.dtype).contiguous(), x, emb, offsets,
+                                                              resolutions, need_x)
+        return grad_x, grad_emb, None, None
 
 
 def hash_encode(x: torch.Tensor, embeddings: torch.Tensor, offsets: torch.Tensor,

@@ -47,6 +47,17 @@ def occupied(points: torch.Tensor, occ: torch.Tensor, aabb: torch.Tensor) -> tor
     return inside & occ[idx[..., 0], idx[..., 1], idx[..., 2]]
 
 
+def _f32(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """Contiguous float32 copies (no-ops when already so) for the CUDA kernels."""
+    return [t.float().contiguous() for t in tensors]
+
+
+def _grid(occ: torch.Tensor, aabb: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The occupancy grid as contiguous bool and the box as float32, on ``device``, for the CUDA kernels."""
+    occ = occ.to(device=device, dtype=torch.bool).contiguous()
+    return occ, aabb.to(device=device, dtype=torch.float32).contiguous()
+
+
 def march_rays_torch(rays_o: torch.Tensor, rays_d: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
                      occ: torch.Tensor, aabb: torch.Tensor, step_size: float, max_samples: int,
                      jitter: torch.Tensor | None = None) -> RaySamples:
@@ -92,10 +103,9 @@ def march_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, t_near: torch.Tensor,
     with torch.no_grad():
         if backend.use_cuda(rays_o, occ):
             ri, t0, t1 = backend.ext().march_rays_train(
-                rays_o.float().contiguous(), rays_d.float().contiguous(), t_near.float().contiguous(),
-                t_far.float().contiguous(), occ.contiguous(), aabb.float().contiguous(), float(step_size),
-                int(max_samples), None if jitter is None else jitter.float().contiguous())
-            return RaySamples(ri.long(), t0, t1)
+                *_f32(rays_o, rays_d, t_near, t_far), *_grid(occ, aabb, rays_o.device), float(step_size),
+                int(max_samples), None if jitter is None else _f32(jitter)[0])
+            return RaySamples(ri, t0, t1)
         return march_rays_torch(rays_o, rays_d, t_near, t_far, occ, aabb, step_size, max_samples, jitter)
 
 
@@ -131,8 +141,7 @@ def march_step(rays_o: torch.Tensor, rays_d: torch.Tensor, t: torch.Tensor, t_fa
     """Next occupied samples of alive rays for inference (see :func:`march_step_torch`)."""
     with torch.no_grad():
         if backend.use_cuda(rays_o, occ):
-            return backend.ext().march_rays_inference(
-                rays_o.float().contiguous(), rays_d.float().contiguous(), t.float().contiguous(),
-                t_far.float().contiguous(), occ.contiguous(), aabb.float().contiguous(), float(step_size),
-                int(n_steps))
+            t_starts, t_next = backend.ext().march_rays_inference(
+                *_f32(rays_o, rays_d, t, t_far), *_grid(occ, aabb, rays_o.device), float(step_size), int(n_steps))
+            return t_starts, t_next
         return march_step_torch(rays_o, rays_d, t, t_far, occ, aabb, step_size, n_steps)

@@ -126,15 +126,14 @@ def init_shape(landmarks: np.ndarray, z_rel: np.ndarray, w: int, topo: Topology,
             aligned.append(s * p @ r.T + t)
         ref = np.mean(aligned, axis=0)
     shape = ref * np.array([1.0, -1.0, -1.0])  # camera (x right, y down, z away) -> head (y up, z out)
-    shape, _ = canonicalise(shape, topo)
-    return shape
+    return canonicalise(shape, topo)[0]
 
 
-def canonicalise(shape: np.ndarray, topo: Topology) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+def canonicalise(shape: np.ndarray, topo: Topology) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Rotate, move and scale a shape into canonical head space.
 
-    Returns (canonical shape [L, 3], (Q [3, 3], o [3])) with ``canonical = s * (shape - o) @ Q.T`` where the
-    scale ``s`` makes the interocular distance INTEROCULAR_DM (so ``shape = canonical @ Q / s + o``).
+    Returns (canonical shape [L, 3], Q [3, 3], o [3], s) with ``canonical = s * (shape - o) @ Q.T``, where
+    the scale ``s`` makes the interocular distance INTEROCULAR_DM.
     """
     le, re = shape[list(topo.left_eye)].mean(0), shape[list(topo.right_eye)].mean(0)
     x = le - re
@@ -147,7 +146,7 @@ def canonicalise(shape: np.ndarray, topo: Topology) -> tuple[np.ndarray, tuple[n
     q = np.stack([x, y, z])
     o = 0.5 * (le + re) - HEAD_CENTRE_DEPTH_DM * iod / INTEROCULAR_DM * z
     s = INTEROCULAR_DM / iod
-    return s * (shape - o) @ q.T, (q, o)
+    return s * (shape - o) @ q.T, q, o, s
 
 
 def _so3_exp(w):
@@ -278,7 +277,7 @@ def _lbfgs(params, closure_fn, iters: int, desc: str) -> None:
     bar = progress(total=iters, desc=desc, unit="it")
     try:
         for _ in range(max(iters // 20, 1)):
-            loss = float(opt.step(closure))
+            loss = float(opt.step(closure).detach())
             bar.update(20)
             if not np.isfinite(loss) or prev - loss < 1e-7 * max(abs(prev), 1.0):
                 break
@@ -289,7 +288,7 @@ def _lbfgs(params, closure_fn, iters: int, desc: str) -> None:
 
 def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, size: tuple[int, int],
                principal: tuple[float, float], topo: Topology, fps: float,
-               settings: TrackerSettings | None = None) -> TrackResult:
+               settings: TrackerSettings | None = None, focal_init: float | None = None) -> TrackResult:
     """Fit the head model to a landmark sequence.
 
     landmarks [N, L, 2] pixels; z_rel [N, L] mediapipe relative depth; weights [N] per-frame confidence
@@ -308,7 +307,7 @@ def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, si
     sub = detected[np.linspace(0, len(detected) - 1, min(len(detected), 200)).astype(int)]
     shape0 = init_shape(landmarks, z_rel, w_img, topo, sub)
     rigid = rigid_landmarks(shape0, topo)
-    focal0 = init_focal(shape0[rigid], landmarks[:, rigid], detected, w_img, h_img, cx, cy)
+    focal0 = focal_init or init_focal(shape0[rigid], landmarks[:, rigid], detected, w_img, h_img, cx, cy)
     log.debug("tracker: initial focal %.1f px", focal0)
 
     k0 = _intrinsics(focal0, cx, cy)
@@ -374,9 +373,8 @@ def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, si
         rot = rot.numpy()
         shape, basis, expr = shape_t.numpy(), basis_t.numpy(), e_t.numpy()
     res[weights <= 0] = np.nan
-    # canonical head space: X = s (X_old - o) Q^T  =>  R' = R Q^T / ..., t' = t + R o (then scaled by s)
-    canon, (q, o) = canonicalise(shape, topo)
-    s = float(np.linalg.norm(canon[0]) / max(np.linalg.norm((shape[0] - o) @ q.T), 1e-12))
+    # canonical head space X' = s Q (X - o): R' = R Q^T, t' = s (t + R o) (the world scales by s)
+    canon, q, o, s = canonicalise(shape, topo)
     rot_c = rot @ q.T
     trans_c = s * (trans + np.einsum("nij,j->ni", rot, o))
     basis_c = s * basis @ q.T
@@ -404,7 +402,7 @@ def _init_expression(pb: _Problem, w, a, s, phi, shape, k: int) -> tuple[np.ndar
     d = np.einsum("nji,nlj->nli", rot, d)  # camera -> head space
     fw = pb.fw.numpy() > 0
     mat = d[fw].reshape(int(fw.sum()), -1)
-    _, sv, vt = np.linalg.svd(mat - 0 * mat.mean(0), full_matrices=False)
+    _, sv, vt = np.linalg.svd(mat, full_matrices=False)
     k = min(k, vt.shape[0])
     basis = vt[:k] * (sv[:k, None] / np.sqrt(max(mat.shape[0], 1)))
     coeffs = np.zeros((d.shape[0], k))

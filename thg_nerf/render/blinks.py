@@ -22,23 +22,22 @@ BLINK_INTERVAL_S = (2.0, 6.0)
 BLINK_DURATION_S = (0.15, 0.25)
 #: Share of a blink spent closing (the rest reopens, more slowly).
 CLOSE_FRACTION = 0.4
+#: Percentile of the training eye signal used as the fully closed level.
+CLOSED_PERCENTILE = 99.9
 
 
 def eye_levels(train_eye: np.ndarray) -> tuple[float, float]:
-    """(open, closed) levels of a training eye signal [N]: its median, and the peak of its 3-frame median.
+    """(open, closed) levels of a training eye signal [N]: its median and its CLOSED_PERCENTILE.
 
-    The 3-frame median drops single-frame tracking spikes but keeps real blinks (several frames long).
+    The high percentile is the peak of the real blinks (a value the model saw in training) while a single
+    outlier frame in a long clip does not set it.
     """
     eye = np.asarray(train_eye, dtype=np.float64).reshape(-1)
     eye = eye[np.isfinite(eye)]
     if eye.size == 0:
         return 0.0, 0.0
     open_level = float(np.median(eye))
-    if eye.size >= 3:
-        med3 = np.median(np.lib.stride_tricks.sliding_window_view(np.pad(eye, 1, mode="edge"), 3), axis=1)
-    else:
-        med3 = eye
-    return open_level, float(max(open_level, med3.max()))
+    return open_level, float(max(open_level, np.percentile(eye, CLOSED_PERCENTILE)))
 
 
 def blink_profile(u: np.ndarray) -> np.ndarray:

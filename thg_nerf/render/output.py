@@ -110,9 +110,7 @@ def output_kind(out: str | Path, alpha: bool) -> str:
     """``"mp4"``, ``"webm"`` or ``"png"`` for an output path (see the module docstring); ThgError if unusable."""
     out = Path(out)
     suffix = out.suffix.lower()
-    if out.exists() and out.is_dir():
-        kind = "png"
-    elif suffix in VIDEO_SUFFIXES:
+    if suffix in VIDEO_SUFFIXES:
         kind = suffix[1:]
     elif suffix in _OTHER_VIDEO_SUFFIXES:
         raise ThgError(f"cannot write {out}: output videos are .mp4 (H.264) or .webm (VP9); "

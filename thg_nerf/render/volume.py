@@ -13,11 +13,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
+from thg_nerf.dataset import Intrinsics
 from thg_nerf.fields.head import HeadField
+from thg_nerf.fields.model import TalkingHeadModel
 from thg_nerf.ops import accumulate, composite, composite_step, march_rays, march_step, ray_aabb_intersect
+from thg_nerf.render.config import RenderConfig
 from thg_nerf.render.occupancy import OccupancyGrid
+from thg_nerf.render.rays import image_pixels, pixel_rays, pixel_uv
 
 
 @dataclass
@@ -122,3 +127,38 @@ def composite_layers(head_rgb: torch.Tensor, head_acc: torch.Tensor, torso_rgb: 
         return head_rgb, head_acc
     fg = head_rgb + (1.0 - head_acc)[:, None] * torso_rgb * torso_alpha[:, None]
     return fg, head_acc + (1.0 - head_acc) * torso_alpha
+
+
+CPU_CHUNK_RAYS = 8192
+
+
+@torch.no_grad()
+def render_image(model: TalkingHeadModel, c2w: np.ndarray, intr: Intrinsics, audio_feats: np.ndarray | torch.Tensor,
+                 index: int, eye: float, rcfg: RenderConfig, device: torch.device,
+                 codes: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
+    """Render a whole frame: ``{"fg": [H, W, 3] premultiplied, "alpha": [H, W]}`` on ``device``.
+
+    ``audio_feats`` [n, T, C] with frame ``index``; ``codes`` are the appearance codes (default: the means).
+    """
+    w, h = intr.w, intr.h
+    pose = torch.from_numpy(np.asarray(c2w, dtype=np.float32)).to(device)
+    audio = model.audio_codes(audio_feats, torch.tensor([int(index)]))
+    ind_head, ind_torso = codes if codes is not None else model.mean_codes()
+    eye_t = torch.tensor([[float(eye)]], device=device) if model.cfg.use_eye else None
+    cond = HeadConditions(audio, eye_t, ind_head)
+    pose_code = model.pose_codes(pose[None])
+    u, v = image_pixels(w, h, device)
+    chunk = rcfg.chunk_rays if device.type == "cuda" else min(rcfg.chunk_rays, CPU_CHUNK_RAYS)
+    fgs, alphas = [], []
+    for i in range(0, u.numel(), chunk):
+        uc, vc = u[i:i + chunk], v[i:i + chunk]
+        o, d = pixel_rays(pose, uc, vc, intr)
+        head = render_head_inference(model.head, model.occupancy, o, d, cond, model.step_size, rcfg.steps_per_iter,
+                                     rcfg.max_steps, rcfg.early_stop_transmittance)
+        t_rgb = t_alpha = None
+        if model.torso is not None and ind_torso is not None:
+            t_rgb, t_alpha = model.torso(pixel_uv(uc, vc, w, h), pose_code, ind_torso)
+        fg, alpha = composite_layers(head["rgb"], head["acc"], t_rgb, t_alpha)
+        fgs.append(fg)
+        alphas.append(alpha)
+    return {"fg": torch.cat(fgs).reshape(h, w, 3).clamp(0, 1), "alpha": torch.cat(alphas).reshape(h, w).clamp(0, 1)}

@@ -143,9 +143,9 @@ def expression_basis(shape: np.ndarray, topology: Topology | None = None) -> np.
     for eye, cx in ((topo.left_eye, 0.315), (topo.right_eye, -0.315)):
         upper = [i for i in eye if y[i] > 1e-6]
         basis[2, upper, 1] = -0.9 * y[upper]
-    brow = np.clip((y - 0.1) / 0.2, 0.0, 1.0) * (y < 0.5)
-    basis[3, :, 1] = 0.05 * brow
-    basis[3, list(topo.brows), 1] = 0.06
+    brow = np.exp(-((y - 0.24) / 0.08) ** 2) * (np.abs(x) > 0.1) * (np.abs(x) < 0.55)
+    basis[3, :, 1] = 0.02 * brow
+    basis[3, list(topo.brows), 1] = 0.05
     return basis
 
 

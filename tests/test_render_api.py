@@ -1,0 +1,327 @@
+"""TalkingHead API and ``thg-nerf render`` CLI on a stand-in run (the synthetic scene's exact renderer).
+
+The stand-in renders the analytic synthetic head for any pose, eye value and mouth opening (taken from the
+audio features), so pose paths, blinks, audio plumbing, compositing, output writing and every CLI error can be
+checked quickly and exactly. tests/test_render_e2e.py repeats the key checks on a trained model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from thg_nerf.audio.io import audio_envelope, load_audio, write_wav
+from thg_nerf.cli.main import main
+from thg_nerf.render import talking_head as TH
+from thg_nerf.render.poses import rot_y
+from thg_nerf.testing import synthetic as S
+from thg_nerf.testing.signals import speech_like
+from thg_nerf.utils.video import ffmpeg_exe, probe_video
+
+FPS = 25.0
+SIZE = 64
+SR = 16000
+
+
+class StandInRun:
+    """Duck-typed LoadedRun whose render_frame is the synthetic scene's exact renderer."""
+
+    def __init__(self, run_dir, stop_at: int | None = None, audio_spec: str = "mel") -> None:
+        import torch
+
+        self.run_dir = run_dir
+        self.scene = S.Scene()
+        self.intrinsics = self.scene.intrinsics(SIZE)
+        self.device = torch.device("cpu")
+        self.fps = FPS
+        self.audio_spec = audio_spec
+        rot, trans = S.head_motion(100, FPS, 6.0, 0, self.scene)
+        self.train_c2w = S.c2w_from_rt(rot, trans).astype(np.float32)
+        self.train_eye = S.blink_signal(100, FPS, 0).astype(np.float32)
+        self.background = np.round(S.background_plate(SIZE, SIZE) * 255).astype(np.uint8)
+        self.calls: list[tuple[int, float]] = []
+        self.stop_at = stop_at
+
+    def render_frame(self, c2w, audio_feats, index, eye, size=None):
+        import torch
+
+        if self.stop_at is not None and index == self.stop_at:
+            raise KeyboardInterrupt
+        self.calls.append((index, eye))
+        intr = self.intrinsics.scaled(*size) if size else self.intrinsics
+        centre = audio_feats[index, audio_feats.shape[1] // 2]
+        mouth = float(np.clip(float(centre.mean()) / 2.0, 0.0, 1.0))
+        rgb, labels = S.render_synthetic_frame(c2w, intr, mouth, eye, self.scene, ss=1)
+        alpha = (labels > 0).astype(np.float32)
+        return {"fg": torch.from_numpy(rgb * alpha[..., None]), "alpha": torch.from_numpy(alpha)}
+
+
+# ---------------------------------------------------------------- measurements (also used by the e2e tests)
+
+
+def project_point(c2w: np.ndarray, point: np.ndarray, intr) -> np.ndarray:
+    """Continuous pixel (x, y) of a head-space point seen by c2w (OpenGL)."""
+    rot, trans = S.rt_from_c2w(np.asarray(c2w, dtype=np.float64))
+    return S.project(np.asarray(point, dtype=np.float64), rot, trans, intr)
+
+
+def mouth_box(c2w: np.ndarray, intr, scene: S.Scene) -> tuple[int, int, int, int]:
+    """Pixel box (x0, y0, x1, y1) around the synthetic mouth at full opening."""
+    cx, cy = scene.mouth_centre
+    lw, lh0, lh1 = scene.lips_size
+    pts = scene.surface_point(np.array([[cx - lw, cy], [cx + lw, cy], [cx, cy - lh0 - lh1], [cx, cy + lh0 + lh1]]))
+    uv = project_point(c2w, pts, intr)
+    (x0, y0), (x1, y1) = np.floor(uv.min(0)).astype(int), np.ceil(uv.max(0)).astype(int)
+    return max(x0, 0), max(y0, 0), min(x1 + 1, intr.w), min(y1 + 1, intr.h)
+
+
+def dark_mask(frame: np.ndarray) -> np.ndarray:
+    """Pixels of the dark mouth interior (red-brown, much darker than lips and skin)."""
+    f = frame[..., :3].astype(np.int32)
+    return (f.max(-1) < 110) & (f[..., 0] > f[..., 2] + 8)
+
+
+def mouth_features(frame: np.ndarray) -> np.ndarray:
+    """Lips (strongly red) and dark mouth-interior pixels."""
+    f = frame[..., :3].astype(np.int32)
+    return (f[..., 0] - f[..., 1] > 75) | dark_mask(frame)
+
+
+def mouth_area(frame: np.ndarray, box) -> int:
+    x0, y0, x1, y1 = box
+    return int(dark_mask(frame[y0:y1, x0:x1]).sum())
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.std() < 1e-9 or b.std() < 1e-9:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture
+def head(tmp_path):
+    return TH.TalkingHead(StandInRun(tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory):
+    path = tmp_path_factory.mktemp("audio") / "speech.wav"
+    write_wav(path, speech_like(2.0, SR, seed=3), SR)
+    return path
+
+
+@pytest.fixture
+def cli_run(tmp_path, monkeypatch):
+    """A run directory whose loading is replaced by the stand-in; returns (run_dir, holder of the run)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    holder = {"stop_at": None, "spec": "mel"}
+
+    def fake_load(cls, path, device=None):
+        holder["run"] = StandInRun(path, holder["stop_at"], holder["spec"])
+        return cls(holder["run"])
+
+    monkeypatch.setattr(TH.TalkingHead, "load", classmethod(fake_load))
+    return run_dir, holder
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str]:
+    rc = main(["render", *map(str, args), "-q"])
+    return rc, capsys.readouterr().err.strip()
+
+
+def assert_clean_failure(rc: int, err: str, match: str, out_path) -> None:
+    assert rc == 2, err
+    assert err.startswith("thg-nerf: error: ") and "\n" not in err, err
+    assert match in err, err
+    assert not out_path.exists()
+    assert not [p.name for p in out_path.parent.iterdir() if p.name.startswith(f".{out_path.stem}.tmp")]
+
+
+# ---------------------------------------------------------------- API
+
+
+def test_frames_shapes_sizes_and_backgrounds(head):
+    wave = speech_like(1.03, SR, seed=1)
+    frames = list(head.frames(wave, SR, poses="static"))
+    assert len(frames) == round(1.03 * FPS) and frames[0].shape == (SIZE, SIZE, 3) and frames[0].dtype == np.uint8
+    run = head.run
+    # outside the person the plate shows through unchanged
+    corner = frames[0][:6, :6].astype(int)
+    assert np.abs(corner - run.background[:6, :6]).max() <= 1
+    small = next(iter(head.frames(wave, SR, size=32)))
+    assert small.shape == (32, 32, 3)
+    rgba = next(iter(head.frames(wave, SR, bg="alpha")))
+    assert rgba.shape == (SIZE, SIZE, 4)
+    assert rgba[:6, :6, 3].max() == 0 and rgba[SIZE // 4, SIZE // 2, 3] == 255  # background clear, head opaque
+    white = next(iter(head.frames(wave, SR, bg="white")))
+    assert (white[:6, :6] == 255).all()
+    stereo_48k = np.stack([speech_like(0.7, 48000), speech_like(0.7, 48000)], 1)
+    assert len(list(head.frames(stereo_48k, 48000, fps=30))) == round(0.7 * 30)
+
+
+def test_orbit_turns_the_face_as_the_pose_says(head):
+    run = head.run
+    wave = speech_like(2.0, SR, seed=2)
+    static = list(head.frames(wave, SR, poses="static", blink="none"))
+    orbit_path = head.plan(wave, SR, poses="orbit", orbit_deg=25, orbit_period=2.0).poses
+    orbit = list(head.frames(wave, SR, poses="orbit", blink="none", orbit_deg=25, orbit_period=2.0))
+    mouth = run.scene.mouth_point()
+    predicted = np.array([project_point(c, mouth, run.intrinsics)[0] for c in orbit_path.c2w])
+    _, y0, _, y1 = mouth_box(orbit_path.c2w[0], run.intrinsics, run.scene)  # mouth rows (not the hair)
+    measured = []
+    for f in orbit + static:
+        ys, xs = np.nonzero(mouth_features(f[y0:y1]))
+        measured.append(xs.mean() + 0.5 if len(xs) else np.nan)
+    measured = np.array(measured)
+    n = len(orbit)
+    assert np.nanstd(measured[n:]) < 0.3  # static: the face does not move
+    yaw = 25 * np.sin(2 * np.pi * np.arange(n) / FPS / 2.0)
+    assert corr(measured[:n], -yaw) > 0.95  # positive yaw: the face turns towards the image's left
+    assert np.nanmax(np.abs(measured[:n] - predicted)) < 1.5
+    static_pose = head.plan(wave, SR, poses="static").poses.c2w[0]
+    np.testing.assert_allclose(orbit_path.c2w[12, :3, :3], rot_y(yaw[12]) @ static_pose[:3, :3], atol=1e-5)
+
+
+def test_mouth_follows_audio_and_silence_keeps_it_closed(head):
+    run = head.run
+    speech = speech_like(4.0, SR, seed=5)
+    silent = np.zeros_like(speech)
+    env = audio_envelope(speech, SR, FPS, 100)
+    box = mouth_box(head.plan(speech, SR, poses="static").poses.c2w[0], run.intrinsics, run.scene)
+    talk = [mouth_area(f, box) for f in head.frames(speech, SR, poses="static", blink="none")]
+    quiet = [mouth_area(f, box) for f in head.frames(silent, SR, poses="static", blink="none")]
+    assert max(quiet) <= 1 and max(talk) > 10
+    assert corr(talk, env) > 0.7
+
+
+def test_blinks_reach_the_renderer(head):
+    wave = speech_like(8.0, SR)
+    for _ in head.frames(wave, SR, poses="static", blink="auto", seed=4):
+        pass
+    eyes = np.array([e for _, e in head.run.calls])
+    assert [i for i, _ in head.run.calls] == list(range(200))
+    from thg_nerf.render.blinks import blink_signal
+
+    np.testing.assert_allclose(eyes, blink_signal("auto", 200, FPS, head.run.train_eye, FPS, seed=4))
+    assert eyes.max() > 0.9 and np.median(eyes) < 0.1
+
+
+def test_pose_array_and_offsets(head):
+    wave = speech_like(0.4, SR)
+    plan = head.plan(wave, SR, poses="static")
+    arr = np.repeat(plan.poses.c2w[:1], plan.n_frames, 0)
+    same = head.plan(wave, SR, poses=arr, yaw=10)
+    np.testing.assert_allclose(same.poses.c2w[:, :3, :3], rot_y(10) @ arr[:, :3, :3], atol=1e-5)
+    with pytest.raises(TH.ThgError, match="has 3 poses but the audio needs 10"):
+        head.plan(wave, SR, poses=arr[:3])
+
+
+def test_npy_feature_runs_need_features(tmp_path):
+    head = TH.TalkingHead(StandInRun(tmp_path, audio_spec="npy:/data/feats.npy"))
+    wave = speech_like(0.4, SR)
+    with pytest.raises(TH.ThgError, match="precomputed audio features"):
+        head.plan(wave, SR)
+    feats = np.zeros((10, 16, 32), np.float32)
+    assert len(list(head.frames(wave, SR, features=feats))) == 10
+
+
+def test_render_to_file_mp4_trimmed(head, speech_wav, tmp_path):
+    out = head.render_to_file(speech_wav, tmp_path / "o.mp4", poses="orbit", start=0.3, end=1.5, size=48)
+    info = probe_video(out)
+    assert info.has_audio and (info.width, info.height) == (48, 48)
+    assert info.n_frames == round(1.2 * FPS)
+    audio = load_audio(out)
+    assert abs(audio.size / SR - 1.2) <= 1 / FPS and abs(info.duration - 1.2) <= 1 / FPS
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_formats_and_outputs(cli_run, capsys, tmp_path):
+    run_dir, _ = cli_run
+    wave = speech_like(0.8, 44100, seed=2)
+    stereo = tmp_path / "stereo.wav"
+    write_wav(stereo, wave, 44100)
+    import subprocess
+
+    for ext, codec in ((".mp3", "libmp3lame"), (".m4a", "aac"), (".flac", "flac")):
+        subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(stereo), "-ac", "2", "-c:a", codec,
+                        str(tmp_path / f"in{ext}")], check=True)
+        out = tmp_path / f"out{ext}.mp4"
+        rc, err = run_cli(capsys, run_dir, "--audio", tmp_path / f"in{ext}", "-o", out, "--pose", "static")
+        assert rc == 0, err
+        info = probe_video(out)
+        assert info.has_audio and abs(info.n_frames - 0.8 * FPS) <= 1.5, (ext, info)
+    rc, err = run_cli(capsys, run_dir, "--audio", stereo, "-o", tmp_path / "a.webm", "--bg", "alpha",
+                      "--fps", "20", "--size", "40", "--yaw", "10", "--smooth", "0.2")
+    assert rc == 0, err
+    info = probe_video(tmp_path / "a.webm")
+    assert (info.width, info.height) == (40, 40) and info.has_audio and info.n_frames == 16
+    rc, err = run_cli(capsys, run_dir, "--audio", stereo, "-o", tmp_path / "pngs", "--bg", "#00ff00",
+                      "--blink", "none")
+    assert rc == 0, err
+    assert len(list((tmp_path / "pngs").glob("frame_*.png"))) == 20 and (tmp_path / "pngs" / "audio.wav").is_file()
+
+
+def test_cli_bad_inputs(cli_run, capsys, tmp_path, speech_wav):
+    run_dir, holder = cli_run
+    out = tmp_path / "out.mp4"
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunkjunkjunk" * 10)
+    empty = tmp_path / "empty.wav"
+    write_wav(empty, np.zeros(0, np.float32), SR)
+    bad_pose = tmp_path / "poses.npy"
+    bad_pose.write_bytes(b"\x93NUMPY garbage")
+    short_pose = tmp_path / "short.npy"
+    np.save(short_pose, np.zeros((5, 3)))
+    cases = [
+        (["--audio", tmp_path / "missing.wav"], "audio file not found"),
+        (["--audio", corrupt], "cannot read audio"),
+        (["--audio", empty], "empty"),
+        (["--audio", speech_wav, "--pose", f"file:{bad_pose}"], "cannot read pose file"),
+        (["--audio", speech_wav, "--pose", f"file:{tmp_path / 'nope.json'}"], "pose file not found"),
+        (["--audio", speech_wav, "--pose", f"file:{short_pose}"], "holds 5 poses but the audio needs 50 frames"),
+        (["--audio", speech_wav, "--pose", "spin"], "unknown pose mode"),
+        (["--audio", speech_wav, "--bg", "alpha"], "--bg alpha needs"),
+        (["--audio", speech_wav, "--bg", "mauve"], "--bg 'mauve'"),
+        (["--audio", speech_wav, "--orbit-period", "0"], "--orbit-period must be > 0"),
+        (["--audio", speech_wav, "--smooth", "-1"], "--smooth must be >= 0"),
+        (["--audio", speech_wav, "--size", "4"], "--size must be between"),
+        (["--audio", speech_wav, "--fps", "0"], "--fps must be between"),
+        (["--audio", speech_wav, "--start", "5"], "empty"),
+    ]
+    for extra, match in cases:
+        rc, err = run_cli(capsys, run_dir, "-o", out, *extra)
+        assert_clean_failure(rc, err, match, out)
+    holder["spec"] = "npy:/x/feats.npy"
+    rc, err = run_cli(capsys, run_dir, "-o", out, "--audio", speech_wav)
+    assert_clean_failure(rc, err, "precomputed audio features", out)
+
+
+def test_cli_ctrl_c_leaves_nothing(cli_run, capsys, tmp_path, speech_wav):
+    run_dir, holder = cli_run
+    holder["stop_at"] = 7
+    for name in ("out.mp4", "frames"):
+        out = tmp_path / name
+        rc, err = run_cli(capsys, run_dir, "--audio", speech_wav, "-o", out)
+        assert rc == 130 and "interrupted" in err
+        assert not out.exists()
+        assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_cli_incompatible_run(tmp_path, capsys, speech_wav):
+    import json
+
+    run_dir = tmp_path / "old_run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"schema_version": 0, "thg_nerf_version": "0.0.1"}))
+    out = tmp_path / "o.mp4"
+    rc, err = run_cli(capsys, run_dir, "--audio", speech_wav, "-o", out)
+    assert_clean_failure(rc, err, "run schema 0", out)
+    rc, err = run_cli(capsys, tmp_path / "no_run", "--audio", speech_wav, "-o", out)
+    assert_clean_failure(rc, err, "run directory not found", out)
