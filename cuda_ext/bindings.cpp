@@ -14,6 +14,12 @@ namespace {
 
 using torch::Tensor;
 
+// The device an op runs on (checked to be CUDA first, for a clean error instead of the guard's).
+at::Device op_device(const Tensor& t, const char* name) {
+    TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+    return t.device();
+}
+
 void check_tensor(const Tensor& t, const char* name, at::ScalarType dtype, const Tensor& ref) {
     TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
     TORCH_CHECK(t.device() == ref.device(), name, " is on ", t.device(), " but the op runs on ", ref.device());
@@ -72,7 +78,7 @@ thg::HashEncodeArgs hash_args(const Tensor& x, const Tensor& table, const Tensor
 }
 
 Tensor hash_encode_forward(const Tensor& x, const Tensor& table, const Tensor& offsets, const Tensor& resolutions) {
-    const c10::cuda::CUDAGuard guard(x.device());
+    const c10::cuda::CUDAGuard guard(op_device(x, "x"));
     thg::HashEncodeArgs a = hash_args(x, table, offsets, resolutions);
     Tensor out = torch::empty({a.n, static_cast<int64_t>(a.n_levels) * a.level_dim}, table.options());
     a.out = out.data_ptr();
@@ -83,7 +89,7 @@ Tensor hash_encode_forward(const Tensor& x, const Tensor& table, const Tensor& o
 // Returns (grad_embeddings [P, F] in the table's dtype, grad_x [N, D] or None).
 std::vector<Tensor> hash_encode_backward(const Tensor& grad_out, const Tensor& x, const Tensor& table,
                                          const Tensor& offsets, const Tensor& resolutions, bool input_grad) {
-    const c10::cuda::CUDAGuard guard(x.device());
+    const c10::cuda::CUDAGuard guard(op_device(x, "x"));
     thg::HashEncodeArgs a = hash_args(x, table, offsets, resolutions);
     check_tensor(grad_out, "grad_out", table.scalar_type(), x);
     check_shape(grad_out, "grad_out", {a.n, static_cast<int64_t>(a.n_levels) * a.level_dim});
@@ -130,7 +136,7 @@ void check_rays(const Tensor& rays_o, const Tensor& rays_d, const Tensor& t_a, c
 std::vector<Tensor> march_rays_train(const Tensor& rays_o, const Tensor& rays_d, const Tensor& t_near,
                                      const Tensor& t_far, const Tensor& occ, const Tensor& aabb, double step,
                                      int64_t max_samples, const std::optional<Tensor>& jitter) {
-    const c10::cuda::CUDAGuard guard(rays_o.device());
+    const c10::cuda::CUDAGuard guard(op_device(rays_o, "rays_o"));
     check_rays(rays_o, rays_d, t_near, t_far);
     TORCH_CHECK(step > 0.0, "step_size must be positive");
     const int64_t n_rays = rays_o.size(0);
@@ -177,7 +183,7 @@ std::vector<Tensor> march_rays_train(const Tensor& rays_o, const Tensor& rays_d,
 std::vector<Tensor> march_rays_inference(const Tensor& rays_o, const Tensor& rays_d, const Tensor& t,
                                          const Tensor& t_far, const Tensor& occ, const Tensor& aabb, double step,
                                          int64_t n_steps) {
-    const c10::cuda::CUDAGuard guard(rays_o.device());
+    const c10::cuda::CUDAGuard guard(op_device(rays_o, "rays_o"));
     check_rays(rays_o, rays_d, t, t_far);
     TORCH_CHECK(step > 0.0, "step_size must be positive");
     TORCH_CHECK(n_steps > 0 && n_steps < (1 << 24), "n_steps must be in [1, 2^24), got ", n_steps);
@@ -241,7 +247,7 @@ std::vector<Tensor> composite_forward_typed(const Tensor& sigmas, const Tensor& 
 // Packed weights: (weights [S], info [R, 3] = per-ray (begin, end, alive) for the backward pass).
 std::vector<Tensor> composite_forward(const Tensor& sigmas, const Tensor& t_starts, const Tensor& t_ends,
                                       const Tensor& ray_indices, int64_t n_rays, double early_stop) {
-    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const c10::cuda::CUDAGuard guard(op_device(sigmas, "sigmas"));
     TORCH_CHECK(n_rays >= 0, "n_rays must be >= 0");
     if (sigmas.scalar_type() == at::kDouble) {
         return composite_forward_typed<double>(sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop);
@@ -267,7 +273,7 @@ Tensor composite_backward_typed(const Tensor& grad_weights, const Tensor& sigmas
 
 Tensor composite_backward(const Tensor& grad_weights, const Tensor& sigmas, const Tensor& t_starts,
                           const Tensor& t_ends, const Tensor& weights, const Tensor& info) {
-    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const c10::cuda::CUDAGuard guard(op_device(sigmas, "sigmas"));
     if (sigmas.scalar_type() == at::kDouble) {
         return composite_backward_typed<double>(grad_weights, sigmas, t_starts, t_ends, weights, info);
     }
@@ -277,7 +283,7 @@ Tensor composite_backward(const Tensor& grad_weights, const Tensor& sigmas, cons
 // In-place inference compositing of [R, K] sample blocks into trans [R], rgb_acc [R, 3], depth_acc [R].
 void composite_inference(const Tensor& sigmas, const Tensor& rgbs, const Tensor& t_starts, double step,
                          const Tensor& trans, const Tensor& rgb_acc, const Tensor& depth_acc, double early_stop) {
-    const c10::cuda::CUDAGuard guard(sigmas.device());
+    const c10::cuda::CUDAGuard guard(op_device(sigmas, "sigmas"));
     check_tensor(sigmas, "sigmas", at::kFloat, sigmas);
     TORCH_CHECK(sigmas.dim() == 2, "sigmas must be [R, K], got ", sigmas.sizes());
     const int64_t n_rays = sigmas.size(0), k = sigmas.size(1);
@@ -308,7 +314,7 @@ void composite_inference(const Tensor& sigmas, const Tensor& rgbs, const Tensor&
 
 // Updates density in place and returns the bool occupancy grid of the same shape.
 Tensor occupancy_update(const Tensor& density, const Tensor& new_density, double decay, double threshold) {
-    const c10::cuda::CUDAGuard guard(density.device());
+    const c10::cuda::CUDAGuard guard(op_device(density, "density"));
     check_tensor(density, "density", at::kFloat, density);
     check_tensor(new_density, "new_density", at::kFloat, density);
     TORCH_CHECK(new_density.numel() == density.numel(), "new_density must have as many cells as density");

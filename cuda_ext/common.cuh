@@ -77,10 +77,16 @@ THG_HD T min_(T a, T b) { return b < a ? b : a; }
 template <typename T>
 THG_HD T max_(T a, T b) { return a < b ? b : a; }
 
-// atomicAdd on the device, a plain add on the host harness (single-threaded).
-#ifdef __CUDACC__
-__device__ __forceinline__ void atomic_add(float* addr, float v) { atomicAdd(addr, v); }
-__device__ __forceinline__ void atomic_add(double* addr, double v) {
+// atomicAdd on the device, a plain add on the host (the harness is single-threaded).
+THG_HD void atomic_add(float* addr, float v) {
+#ifdef __CUDA_ARCH__
+    atomicAdd(addr, v);
+#else
+    *addr += v;
+#endif
+}
+
+THG_HD void atomic_add(double* addr, double v) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 600
     auto* p = reinterpret_cast<unsigned long long*>(addr);
     unsigned long long old = *p, assumed;
@@ -88,19 +94,17 @@ __device__ __forceinline__ void atomic_add(double* addr, double v) {
         assumed = old;
         old = atomicCAS(p, assumed, __double_as_longlong(v + __longlong_as_double(assumed)));
     } while (assumed != old);
-#else
+#elif defined(__CUDA_ARCH__)
     atomicAdd(addr, v);
+#else
+    *addr += v;
 #endif
 }
-#else
-inline void atomic_add(float* addr, float v) { *addr += v; }
-inline void atomic_add(double* addr, double v) { *addr += v; }
-#endif
 
-// Parametric interval [t_in, t_out] of the ray o + t d inside the box [lo, hi] (t_in > t_out when it misses).
-// Axis-parallel rays are handled explicitly (no 0 * inf).
-THG_HD void ray_box_interval(const float o[3], const float d[3], const float lo[3], const float hi[3],
-                             float& t_in, float& t_out) {
+// Parametric interval [t_in, t_out] of the ray o + t d (inv_d = 1 / d) inside the box [lo, hi]; t_in > t_out
+// when it misses. Axis-parallel rays (d = 0) are handled explicitly (no 0 * inf).
+THG_HD void ray_box_interval(const float o[3], const float d[3], const float inv_d[3], const float lo[3],
+                             const float hi[3], float& t_in, float& t_out) {
     t_in = -FLT_MAX;
     t_out = FLT_MAX;
     for (int a = 0; a < 3; ++a) {
@@ -111,9 +115,8 @@ THG_HD void ray_box_interval(const float o[3], const float d[3], const float lo[
             }
             continue;
         }
-        const float inv = 1.0f / d[a];
-        float t0 = (lo[a] - o[a]) * inv;
-        float t1 = (hi[a] - o[a]) * inv;
+        float t0 = (lo[a] - o[a]) * inv_d[a];
+        float t1 = (hi[a] - o[a]) * inv_d[a];
         if (t0 > t1) {
             const float s = t0;
             t0 = t1;

@@ -6,7 +6,21 @@
 
 #include "common.cuh"
 
+#ifdef __CUDACC__
+#include <cuda_fp16.h>
+#endif
+
 namespace thg {
+
+// Table values to the compute type and back. Explicit for __half: torch builds with __CUDA_NO_HALF_CONVERSIONS__.
+THG_HD float to_compute(float v) { return v; }
+THG_HD double to_compute(double v) { return v; }
+THG_HD void store(float& dst, float v) { dst = v; }
+THG_HD void store(double& dst, double v) { dst = v; }
+#ifdef __CUDACC__
+THG_HD float to_compute(__half v) { return __half2float(v); }
+THG_HD void store(__half& dst, float v) { dst = __float2half_rn(v); }
+#endif
 
 enum class DType : int32_t { kFloat32 = 0, kFloat16 = 1, kFloat64 = 2 };
 
@@ -86,11 +100,48 @@ THG_HD C corner_weight(const LevelCell<D, C>& cell, int c, C fac[D]) {
     return w;
 }
 
+// (point, level) of thread i; 32-bit division when the index allows (64-bit division is slow on GPUs).
+THG_HD void point_level(int64_t i, int32_t n_levels, int64_t& p, int& l) {
+    if (i <= 0xffffffffLL) {
+        const uint32_t q = static_cast<uint32_t>(i) / static_cast<uint32_t>(n_levels);
+        p = q;
+        l = static_cast<int>(static_cast<uint32_t>(i) - q * static_cast<uint32_t>(n_levels));
+    } else {
+        p = i / n_levels;
+        l = static_cast<int>(i - p * n_levels);
+    }
+}
+
+// Adds F gradient values to one fp32 table row: one vector atomic per 2 or 4 values on sm_90+, else scalar ones.
+// Rows of 2 / 4k floats are 8 / 16-byte aligned because the gradient buffer is a fresh allocation.
+template <int F>
+THG_HD void add_row(float* row, const float* v) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    if constexpr (F == 2) {
+        atomicAdd(reinterpret_cast<float2*>(row), make_float2(v[0], v[1]));
+    } else if constexpr (F % 4 == 0) {
+        for (int f = 0; f < F; f += 4) {
+            atomicAdd(reinterpret_cast<float4*>(row + f), make_float4(v[f], v[f + 1], v[f + 2], v[f + 3]));
+        }
+    } else {
+        for (int f = 0; f < F; ++f) atomic_add(row + f, v[f]);
+    }
+#else
+    for (int f = 0; f < F; ++f) atomic_add(row + f, v[f]);
+#endif
+}
+
+template <int F>
+THG_HD void add_row(double* row, const double* v) {
+    for (int f = 0; f < F; ++f) atomic_add(row + f, v[f]);
+}
+
 // T: table type, C: compute type (float for float/half tables, double for double tables).
 template <int D, int F, typename T, typename C>
 THG_HD void hash_forward_body(int64_t i, const HashEncodeArgs& a) {
-    const int64_t p = i / a.n_levels;
-    const int l = static_cast<int>(i - p * a.n_levels);
+    int64_t p;
+    int l;
+    point_level(i, a.n_levels, p, l);
     const int32_t off = a.offsets[l];
     const auto cell = locate<D, C>(static_cast<const C*>(a.x) + p * D, a.resolutions[l], a.offsets[l + 1] - off);
     const T* table = static_cast<const T*>(a.table);
@@ -103,17 +154,18 @@ THG_HD void hash_forward_body(int64_t i, const HashEncodeArgs& a) {
         C fac[D];
         const C w = corner_weight<D, C>(cell, c, fac);
         const T* row = table + (static_cast<int64_t>(off) + corner_row<D, C>(cell, c)) * F;
-        for (int f = 0; f < F; ++f) acc[f] += w * static_cast<C>(row[f]);
+        for (int f = 0; f < F; ++f) acc[f] += w * to_compute(row[f]);
     }
     T* out = static_cast<T*>(a.out) + i * F;
-    for (int f = 0; f < F; ++f) out[f] = static_cast<T>(acc[f]);
+    for (int f = 0; f < F; ++f) store(out[f], acc[f]);
 }
 
 // G: gradient accumulation type of the table (float, or double for double tables).
 template <int D, int F, typename T, typename C, typename G>
 THG_HD void hash_backward_body(int64_t i, const HashEncodeArgs& a) {
-    const int64_t p = i / a.n_levels;
-    const int l = static_cast<int>(i - p * a.n_levels);
+    int64_t p;
+    int l;
+    point_level(i, a.n_levels, p, l);
     const int32_t off = a.offsets[l];
     const int32_t res = a.resolutions[l];
     const auto cell = locate<D, C>(static_cast<const C*>(a.x) + p * D, res, a.offsets[l + 1] - off);
@@ -121,7 +173,7 @@ THG_HD void hash_backward_body(int64_t i, const HashEncodeArgs& a) {
     C g[F];
     bool any = false;
     for (int f = 0; f < F; ++f) {
-        g[f] = static_cast<C>(grad_out[f]);
+        g[f] = to_compute(grad_out[f]);
         any = any || g[f] != C(0);
     }
     C* grad_x = a.grad_x ? static_cast<C*>(a.grad_x) + i * D : nullptr;
@@ -142,10 +194,12 @@ THG_HD void hash_backward_body(int64_t i, const HashEncodeArgs& a) {
         C fac[D];
         const C w = corner_weight<D, C>(cell, c, fac);
         const int64_t row = static_cast<int64_t>(off) + corner_row<D, C>(cell, c);
-        for (int f = 0; f < F; ++f) atomic_add(grad_table + row * F + f, static_cast<G>(w * g[f]));
+        G wg[F];
+        for (int f = 0; f < F; ++f) wg[f] = static_cast<G>(w * g[f]);
+        add_row<F>(grad_table + row * F, wg);
         if (grad_x) {
             C ge = C(0);
-            for (int f = 0; f < F; ++f) ge += g[f] * static_cast<C>(table[row * F + f]);
+            for (int f = 0; f < F; ++f) ge += g[f] * to_compute(table[row * F + f]);
             for (int d = 0; d < D; ++d) {
                 C dw = ((c >> d) & 1) ? C(1) : C(-1);
                 for (int e = 0; e < D; ++e) {

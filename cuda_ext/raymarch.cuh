@@ -89,27 +89,33 @@ THG_HD float skip_margin(const Grid& g, const float o[3], const float d[3], int 
     return 1e-3f * g.cell[a] + 8.0f * FLT_EPSILON * rounding;
 }
 
+// Cell of a sample midpoint (valid when inside the box).
+struct CellIdx {
+    int v[3];
+    bool inside;
+};
+
 // Ray parameter up to which every sample midpoint after `mid` is known to be unoccupied, given that the sample
-// at `mid` evaluated to the empty cell `cell` (inside) or to the outside of the box (cell == nullptr).
+// at `mid` evaluated to the empty cell `cell` (cell.inside) or to the outside of the box.
 // Returns FLT_MAX when no later sample can be occupied and -FLT_MAX when nothing can be skipped.
-THG_HD float skip_target(const Grid& g, const float o[3], const float d[3], const int* cell, float mid,
-                         float base) {
+THG_HD float skip_target(const Grid& g, const float o[3], const float d[3], const float inv_d[3], CellIdx cell,
+                         float mid, float base) {
     float lo[3], hi[3], t_in, t_out;
-    if (cell) {
+    if (cell.inside) {
         // the empty cell shrunk by the margin: points strictly inside it map to this cell despite rounding
         for (int a = 0; a < 3; ++a) {
-            const float c_lo = g.lo[a] + static_cast<float>(cell[a]) * g.cell[a];
-            const float c_hi = g.lo[a] + static_cast<float>(cell[a] + 1) * g.cell[a];
+            const float c_lo = g.lo[a] + static_cast<float>(cell.v[a]) * g.cell[a];
+            const float c_hi = g.lo[a] + static_cast<float>(cell.v[a] + 1) * g.cell[a];
             const float m = skip_margin(g, o, d, a, fabsf(mid), base);
             lo[a] = c_lo + m;
             hi[a] = c_hi - m;
             if (!(lo[a] < hi[a])) return -FLT_MAX;
         }
-        ray_box_interval(o, d, lo, hi, t_in, t_out);
+        ray_box_interval(o, d, inv_d, lo, hi, t_in, t_out);
         return (t_in <= mid && mid <= t_out) ? t_out : -FLT_MAX;
     }
     // outside the box: expand the box by the margin, evaluated where the ray meets the box
-    ray_box_interval(o, d, g.lo, g.hi, t_in, t_out);
+    ray_box_interval(o, d, inv_d, g.lo, g.hi, t_in, t_out);
     float t_mag = fabsf(mid);
     if (t_in <= t_out) t_mag = max_(t_mag, max_(fabsf(t_in), fabsf(t_out)));
     for (int a = 0; a < 3; ++a) {
@@ -117,7 +123,7 @@ THG_HD float skip_target(const Grid& g, const float o[3], const float d[3], cons
         lo[a] = g.lo[a] - m;
         hi[a] = g.hi[a] + m;
     }
-    ray_box_interval(o, d, lo, hi, t_in, t_out);
+    ray_box_interval(o, d, inv_d, lo, hi, t_in, t_out);
     if (!(t_in <= t_out) || t_out < mid) return FLT_MAX;  // never (again) inside the box
     return mid < t_in ? t_in : -FLT_MAX;
 }
@@ -125,6 +131,8 @@ THG_HD float skip_target(const Grid& g, const float o[3], const float d[3], cons
 // Marches one ray, calling emit(n, t0) for each of its first `cap` kept samples; returns how many were kept.
 template <typename Emit>
 THG_HD int march_ray(const float o[3], const float d[3], const Lattice& lat, int cap, const Grid& g, Emit&& emit) {
+    float inv_d[3];
+    for (int a = 0; a < 3; ++a) inv_d[a] = d[a] == 0.0f ? 0.0f : 1.0f / d[a];
     int n = 0;
     int64_t k = 0;
     while (n < cap && k < lat.k_limit) {
@@ -132,19 +140,19 @@ THG_HD int march_ray(const float o[3], const float d[3], const Lattice& lat, int
         if (!(t0 < lat.t_far)) break;
         const float mid = add_rn(t0, lat.half_step);
         float rel[3];
-        bool inside = true;
+        CellIdx cell;
+        cell.inside = true;
         for (int a = 0; a < 3; ++a) {
             const float p = add_rn(o[a], mul_rn(d[a], mid));
             rel[a] = div_rn(sub_rn(p, g.lo[a]), g.ext[a]);
-            inside = inside && rel[a] >= 0.0f && rel[a] < 1.0f;
+            cell.inside = cell.inside && rel[a] >= 0.0f && rel[a] < 1.0f;
         }
-        int cell[3];
-        if (inside) {
+        if (cell.inside) {
             for (int a = 0; a < 3; ++a) {
                 const int c = static_cast<int>(mul_rn(rel[a], static_cast<float>(g.res[a])));
-                cell[a] = min_(max_(c, 0), g.res[a] - 1);
+                cell.v[a] = min_(max_(c, 0), g.res[a] - 1);
             }
-            const int64_t flat = (static_cast<int64_t>(cell[0]) * g.res[1] + cell[1]) * g.res[2] + cell[2];
+            const int64_t flat = (static_cast<int64_t>(cell.v[0]) * g.res[1] + cell.v[1]) * g.res[2] + cell.v[2];
             if (g.occ[flat]) {
                 emit(n, t0);
                 ++n;
@@ -152,14 +160,15 @@ THG_HD int march_ray(const float o[3], const float d[3], const Lattice& lat, int
                 continue;
             }
         }
-        const float t_skip = skip_target(g, o, d, inside ? cell : nullptr, mid, lat.base);
+        const float t_skip = skip_target(g, o, d, inv_d, cell, mid, lat.base);
         if (t_skip == FLT_MAX) break;
         int64_t next = k + 1;
         if (t_skip > mid) {
-            // samples k' < x have their midpoint before t_skip; land one sample early against rounding in x
+            // samples k' < x have their midpoint before t_skip; `guard` covers the rounding error of x itself
             const float x = (t_skip - lat.base) / lat.step - lat.u - 0.5f;
-            if (x >= static_cast<float>(lat.k_limit + 1)) break;
-            next = max_(next, static_cast<int64_t>(ceilf(x)) - 1);
+            const float guard = 1e-3f + 8.0f * FLT_EPSILON * (fabsf(t_skip) + fabsf(lat.base)) / lat.step;
+            if (x - guard >= static_cast<float>(lat.k_limit)) break;
+            next = max_(next, static_cast<int64_t>(ceilf(x - guard)));
         }
         k = next;
     }

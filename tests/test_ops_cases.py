@@ -117,7 +117,10 @@ def packed_samples(gen: torch.Generator, n_rays: int = 64, max_per_ray: int = 40
     ri = torch.repeat_interleave(torch.arange(n_rays), counts)
     n = ri.numel()
     dt = 0.01 + 0.04 * torch.rand(n, generator=gen, dtype=torch.float64)
-    t0 = torch.cumsum(dt, 0) - dt
+    cs = torch.cumsum(dt, 0)
+    first = torch.cumsum(counts, 0) - counts  # index of each ray's first sample
+    base = torch.where(first > 0, cs[(first - 1).clamp_min(0)], torch.zeros(n_rays, dtype=torch.float64))
+    t0 = 1.0 + cs - dt - base[ri]  # each ray starts at t = 1
     sig = torch.rand(n, generator=gen, dtype=torch.float64) * scale
     sig[torch.rand(n, generator=gen) < 0.3] = 0.0
     return Packed(sig.to(dtype), t0.to(dtype), (t0 + dt).to(dtype), ri, n_rays)
@@ -125,14 +128,14 @@ def packed_samples(gen: torch.Generator, n_rays: int = 64, max_per_ray: int = 40
 
 def ambiguous_rays(p: Packed, early_stop: float, rel: float = 1e-3) -> torch.Tensor:
     """Bool [R]: rays with a sample whose transmittance is within ``rel`` of ``early_stop`` (mask may flip)."""
-    tau = (p.sigmas.double() * (p.t_ends.double() - p.t_starts.double()))
-    out = torch.zeros(p.n_rays, dtype=torch.bool)
-    for r in range(p.n_rays):
-        sel = p.ray_indices == r
-        excl = torch.cumsum(tau[sel], 0) - tau[sel]
-        trans = torch.exp(-excl)
-        out[r] = bool(((trans / early_stop - 1).abs() < rel).any())
-    return out
+    tau = p.sigmas.double() * (p.t_ends.double() - p.t_starts.double())
+    cs = torch.cumsum(tau, 0)
+    counts = torch.bincount(p.ray_indices, minlength=p.n_rays)
+    first = torch.cumsum(counts, 0) - counts
+    base = torch.where(first > 0, cs[(first - 1).clamp_min(0)], torch.zeros(p.n_rays, dtype=torch.float64))
+    trans = torch.exp(-(cs - tau - base[p.ray_indices]))
+    near = ((trans / early_stop - 1).abs() < rel).double() if early_stop > 0 else torch.zeros_like(trans)
+    return torch.zeros(p.n_rays, dtype=torch.float64).index_add_(0, p.ray_indices, near) > 0
 
 
 def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -61,6 +61,9 @@ class TrackerSettings:
     rigid_iters: int = 150
     full_iters: int = 200
     max_keyframes: int = 500
+    focal_keyframes: int = 80
+    """Frames used for the focal-length profile."""
+    focal_iters: int = 60
     """Shape, focal and basis are estimated on at most this many frames; the rest follow with them fixed."""
 
 
@@ -337,37 +340,45 @@ def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, si
         return _Problem(landmarks[idx], weights[idx], lm_w, cx, cy, scale, fps_eff, st, shape0, rigid, r0)
 
     dt = torch.float64
-    fps_keys = fps * len(keys) / n
-    pk = problem(keys, fps_keys)
-    w_t = torch.tensor(w_init[keys], dtype=dt, requires_grad=True)
-    a_t = torch.tensor(a_init[keys], dtype=dt, requires_grad=True)
-    s_t = torch.tensor(s_init[keys], dtype=dt, requires_grad=True)
-    phi = torch.tensor(np.log(focal0), dtype=dt, requires_grad=True)
-    shape_t = torch.tensor(shape0, dtype=dt, requires_grad=True)
-    _lbfgs([w_t, a_t, s_t], lambda: pk.cost(w_t, a_t, s_t, phi, shape_t, rigid_only=True),
-           st.rigid_iters // 3, "tracking: poses")
-    _lbfgs([w_t, a_t, s_t, phi, shape_t], lambda: pk.cost(w_t, a_t, s_t, phi, shape_t, rigid_only=True),
-           st.rigid_iters, "tracking: rigid")
 
+    def tensors(idx: np.ndarray):
+        return (torch.tensor(w_init[idx], dtype=dt, requires_grad=True),
+                torch.tensor(a_init[idx], dtype=dt, requires_grad=True),
+                torch.tensor(s_init[idx], dtype=dt, requires_grad=True))
+
+    # 1) focal: profile of the rigid cost (poses + shape re-fitted at each focal) on a few keyframes
+    fkeys = detected[np.unique(np.linspace(0, len(detected) - 1, min(len(detected), st.focal_keyframes))
+                               .astype(int))]
+    pf = problem(fkeys, fps * len(fkeys) / n)
+    w_t, a_t, s_t = tensors(fkeys)
+    shape_t = torch.tensor(shape0, dtype=dt, requires_grad=True)
+    focal = _focal_profile(pf, w_t, a_t, s_t, shape_t, focal0, max(w_img, h_img))
+    phi = torch.tensor(np.log(focal), dtype=dt)
+    log.debug("tracker: focal %.1f px", focal)
+
+    # 2) rigid then full fit on the keyframes
+    pk = problem(keys, fps * len(keys) / n)
+    w_t, a_t, s_t = tensors(keys)
+    _lbfgs([w_t, a_t, s_t, shape_t], lambda: pk.cost(w_t, a_t, s_t, phi, shape_t, rigid_only=True),
+           st.rigid_iters, "tracking: rigid")
     basis0, expr0 = _init_expression(pk, w_t, a_t, s_t, phi, shape_t, st.n_expr)
     basis_t = torch.tensor(basis0, dtype=dt, requires_grad=True)
     e_t = torch.tensor(expr0, dtype=dt, requires_grad=True)
-    _lbfgs([w_t, a_t, s_t, phi, shape_t, basis_t, e_t],
+    _lbfgs([w_t, a_t, s_t, shape_t, basis_t, e_t],
            lambda: pk.cost(w_t, a_t, s_t, phi, shape_t, basis_t, e_t), st.full_iters, "tracking: full")
 
     if len(keys) < n:
         w_all, a_all, s_all, e_all = (_interp_rows(keys, v.detach().numpy(), n) for v in (w_t, a_t, s_t, e_t))
         pa = problem(np.arange(n), fps)
         w_t, a_t, s_t, e_t = (torch.tensor(v, dtype=dt, requires_grad=True) for v in (w_all, a_all, s_all, e_all))
-        phi_f, shape_f, basis_f = phi.detach(), shape_t.detach(), basis_t.detach()
-        _lbfgs([w_t, a_t, s_t, e_t], lambda: pa.cost(w_t, a_t, s_t, phi_f, shape_f, basis_f, e_t),
+        shape_f, basis_f = shape_t.detach(), basis_t.detach()
+        _lbfgs([w_t, a_t, s_t, e_t], lambda: pa.cost(w_t, a_t, s_t, phi, shape_f, basis_f, e_t),
                st.full_iters // 2, "tracking: all frames")
         pk = pa
 
     with torch.no_grad():
         uv, rot = pk.project(w_t, a_t, s_t, phi, shape_t, basis_t, e_t)
         res = torch.sqrt(((uv - pk.lm) ** 2).sum(-1)).numpy()
-        focal = float(torch.exp(phi))
         zs = (focal / torch.exp(s_t)).numpy()
         trans = np.concatenate([a_t.numpy() * zs[:, None], zs[:, None]], axis=1)
         rot = rot.numpy()
@@ -380,6 +391,55 @@ def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, si
     basis_c = s * basis @ q.T
     return TrackResult(rotation=rot_c, translation=trans_c, focal=focal, shape=canon, basis=basis_c,
                        expression=expr, residuals=res, rigid=rigid)
+
+
+def _focal_profile(pb: _Problem, w, a, s, shape, focal0: float, size: int) -> float:
+    """The focal length minimising the rigid cost after re-fitting poses and shape (warm-started sweeps).
+
+    The cost is nearly flat along (focal, depth relief, distance) for a free shape, so a joint optimiser
+    stalls wherever it starts; a profile over log-focal finds the minimum reliably (see the module doc).
+    """
+    import torch
+
+    params = [w, a, s, shape]
+    cache: dict[float, float] = {}
+    states: dict[float, list] = {}
+
+    def cost(logf: float) -> float:
+        key = round(float(logf), 6)
+        if key not in cache:
+            if states:  # warm start from the nearest focal already solved
+                near = min(states, key=lambda k: abs(k - key))
+                with torch.no_grad():
+                    for p, v in zip(params, states[near]):
+                        p.copy_(v)
+            phi = torch.tensor(key, dtype=torch.float64)
+            _lbfgs(params, lambda: pb.cost(w, a, s, phi, shape, rigid_only=True), pb.st.focal_iters, "")
+            with torch.no_grad():
+                cache[key] = float(pb.cost(w, a, s, phi, shape, rigid_only=True))
+            states[key] = [p.detach().clone() for p in params]
+        return cache[key]
+
+    grid = np.log(size) + np.log(np.geomspace(0.5, 8.0, 13))
+    start = int(np.argmin(np.abs(grid - np.log(focal0))))
+    order = list(range(start, len(grid))) + list(range(start - 1, -1, -1))
+    vals = {i: cost(grid[i]) for i in progress(order, desc="tracking: focal", unit="f")}
+    i = min(vals, key=vals.get)
+    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
+    g = (np.sqrt(5) - 1) / 2
+    x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
+    while hi - lo > 0.004:
+        if cost(x1) < cost(x2):
+            hi, x2 = x2, x1
+            x1 = hi - g * (hi - lo)
+        else:
+            lo, x1 = x1, x2
+            x2 = lo + g * (hi - lo)
+    best = min(cache, key=cache.get)
+    with torch.no_grad():
+        for p, v in zip(params, states[best]):
+            p.copy_(v)
+    return float(np.exp(best))
 
 
 def _interp_rows(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
