@@ -288,7 +288,7 @@ class Trainer:
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(cfg.seed)
         self.sampler = RaySampler(data, cfg, self.rng)
-        self.bg = torch.from_numpy(np.ascontiguousarray(data.background)).to(dev).float() / 255.0
+        self.bg = torch.from_numpy(np.array(data.background)).to(dev).float() / 255.0
         self.c2w = torch.from_numpy(data.train_c2w).to(dev)
         self.eye = torch.from_numpy(data.train_eye).to(dev)
         self.amp = bool(cfg.train.amp and dev.type == "cuda")
@@ -342,7 +342,7 @@ class Trainer:
         loss.backward()
         self.opt.step()
         n = rays_o.shape[0]
-        return {"loss": float(loss), "psnr": -10.0 * math.log10(max(float(loss_rgb), 1e-10)), "lr": lr,
+        return {"loss": loss.item(), "psnr": -10.0 * math.log10(max(loss_rgb.item(), 1e-10)), "lr": lr,
                 "samples_per_ray": float(head["n_samples"]) / n, "kept_per_ray": float(head["n_kept"]) / n,
                 "occupied": model.occupancy.occupied_fraction}
 
