@@ -13,9 +13,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    from thg_nerf.render.poses import POSE_FILE_HELP
+
     p = sub.add_parser("render", parents=[common], help="render a trained person speaking new audio",
                        description="Render RUN speaking AUDIO with a chosen head-pose path to an mp4 with the "
-                       "audio muxed in (or an alpha video / PNG sequence with --bg alpha).")
+                       "audio muxed in\n(or an alpha video / PNG sequence with --bg alpha).",
+                       epilog=POSE_FILE_HELP + "\nSee docs/RENDERING.md for pose conventions and outputs.",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="run directory written by 'thg-nerf train' or 'fit'")
     p.add_argument("--audio", required=True, metavar="WAV", help="driving audio (wav, mp3, m4a, flac; any rate)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output video (.mp4, .webm) or folder")

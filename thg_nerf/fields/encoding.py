@@ -15,44 +15,60 @@ from torch import nn
 
 from thg_nerf.ops import HashGridLayout, hash_encode
 from thg_nerf.ops import backend as ops_backend
-from thg_nerf.ops.hash_encoding import _MASK32, PRIMES
+from thg_nerf.ops.hash_encoding import PRIMES
+
+
+def _corner_terms(p0: torch.Tensor, frac: torch.Tensor, mult: list[torch.Tensor] | list[int],
+                  combine: str) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Table rows (before offsets/masking) and weights of the 2^D corners of levels ``p0``/``frac`` [N, L', D].
+
+    Per-axis terms of the lower/upper vertex are computed once: ``(p0 + b) * mult[d]``, combined by ``+``
+    (dense levels, ``mult`` = strides) or ``^`` (hashed levels, ``mult`` = primes).
+    """
+    dim = p0.shape[-1]
+    terms = [((p0[..., d] * mult[d]), (p0[..., d] + 1) * mult[d]) for d in range(dim)]
+    wts = [(1.0 - frac[..., d], frac[..., d]) for d in range(dim)]
+    rows, weights = [], []
+    for c in range(2**dim):
+        bits = [(c >> d) & 1 for d in range(dim)]
+        r, w = terms[0][bits[0]], wts[0][bits[0]]
+        for d in range(1, dim):
+            r = r + terms[d][bits[d]] if combine == "+" else r ^ terms[d][bits[d]]
+            w = w * wts[d][bits[d]]
+        rows.append(r)
+        weights.append(w)
+    return rows, weights
 
 
 class _HashEncodeCPU(torch.autograd.Function):
-    """Hash encoding of [N, D] points for one layout; see the module docstring."""
+    """Hash encoding of [N, D] points (levels ``:n_dense`` indexed densely, the rest hashed); see module doc.
+
+    Hashed levels have ``2^log2_hashmap_size`` rows (a power of two), so ``(h & 0xFFFFFFFF) % size`` equals
+    ``h & (size - 1)`` and the uint32 masking of the reference can be skipped.
+    """
 
     @staticmethod
-    def forward(ctx, x, embeddings, res, side, size, dense, offs):  # type: ignore[override]
+    def forward(ctx, x, embeddings, res, strides, offs, n_dense, hash_mask):  # type: ignore[override]
         n, dim = x.shape
         inside = (x >= 0) & (x <= 1)
         pos = x.clamp(0.0, 1.0).float()[:, None, :] * res[None, :, None]  # [N, L, D]
         p0 = torch.minimum(pos.floor(), (res - 1)[None, :, None])
         frac = pos - p0
         p0 = p0.long()
-        # per-axis terms for the lower (b = 0) and upper (b = 1) vertex: dense offset, hash term, weight
-        dense_t, hash_t, w_t1 = [], [], []
-        stride = torch.ones_like(side)
-        for d in range(dim):
-            lo = p0[..., d]
-            dense_t.append((lo * stride, (lo + 1) * stride))
-            hash_t.append(((lo * PRIMES[d]) & _MASK32, ((lo + 1) * PRIMES[d]) & _MASK32))
-            w_t1.append((1.0 - frac[..., d], frac[..., d]))
-            stride = stride * side
-        idx, w = [], []
-        for c in range(2**dim):
-            bits = [(c >> d) & 1 for d in range(dim)]
-            dense_i, hash_i, wc = dense_t[0][bits[0]], hash_t[0][bits[0]], w_t1[0][bits[0]]
-            for d in range(1, dim):
-                dense_i = dense_i + dense_t[d][bits[d]]
-                hash_i = hash_i ^ hash_t[d][bits[d]]
-                wc = wc * w_t1[d][bits[d]]
-            idx.append(torch.where(dense, dense_i, hash_i % size) + offs)
-            w.append(wc)
-        idx_t = torch.stack(idx, -1)  # [N, L, C]
-        w_t = torch.stack(w, -1)  # [N, L, C]
-        feat = embeddings[idx_t]  # [N, L, C, F]
-        out = (w_t.to(feat.dtype)[..., None] * feat).sum(2)
-        ctx.save_for_backward(idx_t, w_t, frac, inside, res, embeddings)
+        idx_parts, w_parts = [], []
+        if n_dense > 0:
+            rows, w = _corner_terms(p0[:, :n_dense], frac[:, :n_dense], list(strides[:n_dense].unbind(-1)), "+")
+            idx_parts.append(torch.stack(rows, -1) + offs[:n_dense, None])
+            w_parts.append(torch.stack(w, -1))
+        if n_dense < res.shape[0]:
+            rows, w = _corner_terms(p0[:, n_dense:], frac[:, n_dense:], list(PRIMES[:dim]), "^")
+            idx_parts.append((torch.stack(rows, -1) & hash_mask) + offs[n_dense:, None])
+            w_parts.append(torch.stack(w, -1))
+        idx = torch.cat(idx_parts, 1) if len(idx_parts) > 1 else idx_parts[0]  # [N, L, C]
+        w = torch.cat(w_parts, 1) if len(w_parts) > 1 else w_parts[0]  # [N, L, C]
+        feat = embeddings[idx]  # [N, L, C, F]
+        out = (w.to(feat.dtype)[..., None] * feat).sum(2)
+        ctx.save_for_backward(idx, w, frac, inside, res, embeddings)
         return out.reshape(n, -1)
 
     @staticmethod
@@ -97,12 +113,16 @@ class HashGrid(nn.Module):
         offsets, resolutions = layout.tensors(torch.device("cpu"))
         self.register_buffer("offsets", offsets, persistent=False)
         self.register_buffer("resolutions", resolutions, persistent=False)
-        sizes = offsets[1:] - offsets[:-1]
-        side = resolutions.long() + 1
+        res = [int(r) for r in resolutions]
+        sizes = [int(b - a) for a, b in zip(layout.offsets[:-1], layout.offsets[1:])]
+        dense = [(r + 1) ** layout.dim <= s for r, s in zip(res, sizes)]
+        self._n_dense = sum(dense)
+        if dense != [True] * self._n_dense + [False] * (len(res) - self._n_dense):
+            raise ValueError("hash grid levels must be dense first, then hashed")
+        self._hash_mask = 2**layout.log2_hashmap_size - 1
+        strides = torch.tensor([[(r + 1) ** d for d in range(layout.dim)] for r in res], dtype=torch.long)
         self.register_buffer("_res", resolutions.float(), persistent=False)
-        self.register_buffer("_side", side, persistent=False)
-        self.register_buffer("_size", sizes.long(), persistent=False)
-        self.register_buffer("_dense", side**layout.dim <= sizes, persistent=False)
+        self.register_buffer("_strides", strides, persistent=False)
         self.register_buffer("_offs", offsets[:-1].long(), persistent=False)
 
     @property
@@ -113,7 +133,8 @@ class HashGrid(nn.Module):
         """[N, D] points in [0, 1]^D -> [N, L * F] features."""
         if x.is_cuda or ops_backend.env_override() == "cuda":
             return hash_encode(x, self.embeddings, self.offsets, self.resolutions)
-        return _HashEncodeCPU.apply(x, self.embeddings, self._res, self._side, self._size, self._dense, self._offs)
+        return _HashEncodeCPU.apply(x, self.embeddings, self._res, self._strides, self._offs, self._n_dense,
+                                    self._hash_mask)
 
 
 def make_layout(dim: int, num_levels: int, level_dim: int, log2_hashmap_size: int, base_resolution: int,

@@ -12,6 +12,8 @@ from thg_nerf.fields.head import HeadField
 from thg_nerf.fields.torso import POSE_DIM, TorsoField
 from thg_nerf.render.occupancy import OccupancyGrid
 
+POSE_CLAMP = 3.0
+
 
 class TalkingHeadModel(nn.Module):
     """Everything a run learns. Buffers hold the audio/pose normalisation and the occupancy grid.
@@ -84,9 +86,13 @@ class TalkingHeadModel(nn.Module):
         return self.audio_att(codes)
 
     def pose_codes(self, c2w: torch.Tensor) -> torch.Tensor:
-        """Normalised head-pose vectors [B, 12] of camera-to-world matrices [B, 4, 4]."""
+        """Normalised head-pose vectors [B, 12] of camera-to-world matrices [B, 4, 4].
+
+        Clamped to +-POSE_CLAMP standard deviations of the training poses, so novel poses far outside the
+        training range (orbits) do not push the torso network out of its domain.
+        """
         p = c2w[:, :3, :4].reshape(c2w.shape[0], -1).to(self.pose_mean)
-        return (p - self.pose_mean) / self.pose_std
+        return ((p - self.pose_mean) / self.pose_std).clamp(-POSE_CLAMP, POSE_CLAMP)
 
     def mean_codes(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Mean appearance codes ``(head [1, I], torso [1, I] or None)`` used at render time."""

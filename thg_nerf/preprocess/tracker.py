@@ -53,18 +53,21 @@ class TrackerSettings:
     """Huber threshold in 512-pixel units."""
     smooth: float = 2.0
     """Weight of the pose second differences (in pixels of motion at 25 fps, scaled by fps^4)."""
-    shape_prior: float = 1e-2
-    """Weight pulling the shape towards its mediapipe initialisation (per landmark, 512-px^2 per dm^2 / 1e4)."""
+    shape_prior: float = 1e-3
+    """Weight pulling the shape towards its mediapipe initialisation (x 1e4 per dm^2, per landmark)."""
     expr_prior: float = 1e-3
-    rigid_expr_prior: float = 1.0
+    rigid_expr_prior: float = 30.0
     """Extra penalty on expression offsets of rigid landmarks (keeps head motion in the pose)."""
+    rigid_keep: float = 1.3
+    """Rigid-set landmarks whose residual RMS after a first rigid fit exceeds this x the median (and the
+    median + 0.5 px) are dropped."""
     rigid_iters: int = 150
     full_iters: int = 200
     max_keyframes: int = 500
+    """Shape and basis are estimated on at most this many frames; the rest follow with them fixed."""
     focal_keyframes: int = 80
     """Frames used for the focal-length profile."""
-    focal_iters: int = 60
-    """Shape, focal and basis are estimated on at most this many frames; the rest follow with them fixed."""
+    focal_iters: int = 100
 
 
 @dataclass
@@ -207,64 +210,115 @@ def init_focal(shape: np.ndarray, landmarks: np.ndarray, frames: np.ndarray, w: 
     return best
 
 
-class _Problem:
-    """The bundle-adjustment cost over a set of frames (torch float64 tensors)."""
+class _Params:
+    """Optimisation variables (torch float64 tensors); ``basis``/``expr`` are None in the rigid stages.
 
-    def __init__(self, lm, weights, lm_weights, cx, cy, scale, fps, settings: TrackerSettings, shape0,
-                 rigid_mask, r0):
+    ``kappa`` scales the shape's depth by exp(kappa) and the out-of-plane rotation components by
+    exp(-kappa): the bas-relief direction (deeper face, smaller rotations) becomes one variable.
+    """
+
+    def __init__(self, w, a, s, shape, kappa=None, basis=None, expr=None) -> None:
         import torch
 
-        self.torch = torch
-        t = torch.as_tensor
-        self.lm = t(lm, dtype=torch.float64)
-        self.fw = t(weights, dtype=torch.float64)
-        self.lw = t(lm_weights, dtype=torch.float64)
-        self.c = t([cx, cy], dtype=torch.float64)
+        def var(x):
+            return torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+
+        self.w, self.a, self.s, self.shape = var(w), var(a), var(s), var(shape)
+        self.kappa = var(0.0 if kappa is None else kappa)
+        self.basis = None if basis is None else var(basis)
+        self.expr = None if expr is None else var(expr)
+
+    def tensors(self, poses: bool = True, model: bool = True) -> list:
+        out = [self.w, self.a, self.s, self.expr] if poses else [self.expr]
+        if model:
+            out += [self.shape, self.kappa, self.basis]
+        return [t for t in out if t is not None]
+
+    def rotation_vectors(self):
+        import torch
+
+        e = torch.exp(-self.kappa)
+        return torch.stack([self.w[:, 0] * e, self.w[:, 1] * e, self.w[:, 2]], dim=1)
+
+    def model_shape(self):
+        import torch
+
+        return torch.stack([self.shape[:, 0], self.shape[:, 1], self.shape[:, 2] * torch.exp(self.kappa)], 1)
+
+    def snapshot(self) -> list:
+        return [t.detach().clone() for t in self.tensors()]
+
+    def restore(self, values: list) -> None:
+        import torch
+
+        with torch.no_grad():
+            for t, v in zip(self.tensors(), values):
+                t.copy_(v)
+
+    def numpy(self, name: str) -> np.ndarray:
+        return getattr(self, name).detach().numpy().copy()
+
+
+class _Problem:
+    """The bundle-adjustment cost over a set of frames and landmarks (torch float64)."""
+
+    def __init__(self, lm: np.ndarray, weights: np.ndarray, cols: np.ndarray, principal, scale: float,
+                 fps: float, st: TrackerSettings, shape0: np.ndarray, rigid: np.ndarray, r0: np.ndarray):
+        import torch
+
+        f64 = torch.float64
+        self.cols = torch.as_tensor(cols)
+        self.lm = torch.as_tensor(lm[:, cols], dtype=f64)
+        self.fw = torch.as_tensor(weights, dtype=f64)
+        self.c = torch.as_tensor(principal, dtype=f64)
         self.scale = scale  # pixels -> 512-pixel units
-        self.st = settings
-        self.shape0 = t(shape0, dtype=torch.float64)
-        self.rigid = t(rigid_mask, dtype=torch.float64)
-        self.r0 = t(r0, dtype=torch.float64)
-        self.smooth = settings.smooth * (fps / 25.0) ** 4
+        self.st = st
+        self.shape0 = torch.as_tensor(shape0, dtype=f64)
+        self.lam = torch.as_tensor(st.expr_prior + st.rigid_expr_prior * rigid[cols], dtype=f64)
+        self.r0 = torch.as_tensor(r0, dtype=f64)
+        self.smooth = st.smooth * (fps / 25.0) ** 4
         self.norm = float(max((weights > 0).sum(), 1))
 
-    def project(self, w, a, s, phi, shape, basis, expr):
-        torch = self.torch
-        rot = _so3_exp(w) @ self.r0
+    def project(self, p: _Params, phi):
+        """Landmarks [n, len(cols), 2] in pixels and rotations [n, 3, 3]."""
+        import torch
+
+        rot = _so3_exp(p.rotation_vectors()) @ self.r0
         focal = torch.exp(phi)
-        z = focal / torch.exp(s)
-        x = shape.unsqueeze(0)
-        if basis is not None:
-            x = x + torch.einsum("nk,kld->nld", expr, basis)
+        z = focal / torch.exp(p.s)
+        x = p.model_shape()[self.cols].unsqueeze(0)
+        if p.basis is not None:
+            x = x + torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
         cam = torch.einsum("nij,nlj->nli", rot, x)
-        cam = cam + torch.cat([a * z[:, None], z[:, None]], dim=1).unsqueeze(1)
+        cam = cam + torch.cat([p.a * z[:, None], z[:, None]], dim=1).unsqueeze(1)
         return focal * cam[..., :2] / cam[..., 2:3] + self.c, rot
 
-    def cost(self, w, a, s, phi, shape, basis=None, expr=None, rigid_only=False):
-        torch = self.torch
-        uv, _ = self.project(w, a, s, phi, shape, basis, expr)
+    def cost(self, p: _Params, phi):
+        import torch
+
+        uv, _ = self.project(p, phi)
         r = torch.sqrt(((uv - self.lm) ** 2).sum(-1) + 1e-12) * self.scale
         d = self.st.huber_px
         rho = torch.where(r < d, 0.5 * r * r, d * (r - 0.5 * d))
-        lw = self.lw * self.rigid if rigid_only else self.lw
-        data = (rho * lw[None]).sum(-1) @ self.fw
-        radius = 120.0  # typical face radius in 512-px units: turns angles and log-scales into pixels
-        focal512 = torch.exp(phi) * self.scale
-        sm = 0.0
-        if w.shape[0] > 2:
-            d2 = lambda v: v[2:] - 2 * v[1:-1] + v[:-2]  # noqa: E731
-            sm = (radius**2 * (d2(w) ** 2).sum() + (focal512**2) * (d2(a) ** 2).sum()
-                  + radius**2 * (d2(s) ** 2).sum())
-        prior = self.st.shape_prior * 1e4 * ((shape - self.shape0) ** 2).sum()
-        if basis is not None:
-            off = torch.einsum("nk,kld->nld", expr, basis)
-            lam = self.st.expr_prior + self.st.rigid_expr_prior * self.rigid
-            prior = prior + 1e4 * ((off**2).sum(-1) * lam[None]).sum() / max(w.shape[0], 1)
-            prior = prior + 1e-3 * (expr**2).sum()
-        return (data + self.smooth * sm + prior) / self.norm
+        total = rho.sum(-1) @ self.fw
+        if p.w.shape[0] > 2:
+            radius = 120.0  # a face radius in 512-pixel units: turns angles and log-scales into pixels
+
+            def d2(v):
+                return ((v[2:] - 2 * v[1:-1] + v[:-2]) ** 2).sum()
+
+            focal512 = torch.exp(phi) * self.scale
+            total = total + self.smooth * (radius**2 * (d2(p.rotation_vectors()) + d2(p.s))
+                                           + focal512**2 * d2(p.a))
+        total = total + self.st.shape_prior * 1e4 * ((p.model_shape() - self.shape0) ** 2).sum()
+        if p.basis is not None:
+            off = torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
+            total = total + 1e4 * ((off**2).sum(-1) * self.lam).sum() + 1e-3 * (p.expr**2).sum()
+        return total / self.norm
 
 
-def _lbfgs(params, closure_fn, iters: int, desc: str) -> None:
+def _lbfgs(params: list, closure_fn, iters: int, desc: str = "") -> float:
+    """Minimise ``closure_fn()`` over ``params`` with L-BFGS (strong Wolfe); returns the final cost."""
     import torch
 
     opt = torch.optim.LBFGS(params, lr=1.0, max_iter=20, history_size=20, line_search_fn="strong_wolfe",
@@ -276,17 +330,20 @@ def _lbfgs(params, closure_fn, iters: int, desc: str) -> None:
         loss.backward()
         return loss
 
-    prev = np.inf
-    bar = progress(total=iters, desc=desc, unit="it")
+    prev = loss = np.inf
+    bar = progress(total=iters, desc=desc, unit="it") if desc else None
     try:
         for _ in range(max(iters // 20, 1)):
             loss = float(opt.step(closure).detach())
-            bar.update(20)
+            if bar is not None:
+                bar.update(20)
             if not np.isfinite(loss) or prev - loss < 1e-7 * max(abs(prev), 1.0):
                 break
             prev = loss
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+    return loss
 
 
 def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, size: tuple[int, int],
@@ -295,150 +352,158 @@ def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, si
     """Fit the head model to a landmark sequence.
 
     landmarks [N, L, 2] pixels; z_rel [N, L] mediapipe relative depth; weights [N] per-frame confidence
-    (1 detected, <1 interpolated, 0 excluded); size (w, h); principal point (cx, cy) in pixels.
+    (1 detected, <1 interpolated, 0 excluded); size (w, h); principal point (cx, cy) in pixels;
+    focal_init: where the focal search starts (default: the best of a PnP sweep).
     """
     import torch
 
-    st = settings or TrackerSettings()
+    # the tensors are small: one thread is faster, and far faster when other processes share the cores
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _track(np.asarray(landmarks, dtype=np.float64), np.asarray(z_rel, dtype=np.float64),
+                      np.asarray(weights, dtype=np.float64), size, principal, topo, fps,
+                      settings or TrackerSettings(), focal_init)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSettings,
+           focal_init: float | None) -> TrackResult:
+    import cv2
+    import torch
+
     n, n_lm = landmarks.shape[:2]
     w_img, h_img = size
-    cx, cy = principal
-    weights = np.asarray(weights, dtype=np.float64)
+    if not np.any(weights > 0):
+        raise ValueError("track_head needs at least one frame with a positive weight")
     detected = np.flatnonzero(weights >= 1.0)
     if len(detected) < 2:
         detected = np.flatnonzero(weights > 0)
-    sub = detected[np.linspace(0, len(detected) - 1, min(len(detected), 200)).astype(int)]
-    shape0 = init_shape(landmarks, z_rel, w_img, topo, sub)
+    shape0 = init_shape(landmarks, z_rel, w_img, topo, _spread(detected, 200))
     rigid = rigid_landmarks(shape0, topo)
-    focal0 = focal_init or init_focal(shape0[rigid], landmarks[:, rigid], detected, w_img, h_img, cx, cy)
-    log.debug("tracker: initial focal %.1f px", focal0)
+    rigid_cols, all_cols = np.flatnonzero(rigid), np.arange(n_lm)
+    focal0 = focal_init or init_focal(shape0[rigid], landmarks[:, rigid], detected, w_img, h_img, *principal)
 
-    k0 = _intrinsics(focal0, cx, cy)
+    # per-frame PnP at the initial focal; frames without data copy their nearest neighbour
+    k0 = _intrinsics(focal0, *principal)
     rots, trans = np.zeros((n, 3, 3)), np.zeros((n, 3))
-    have = weights > 0
-    for i in np.flatnonzero(have):
+    have = np.flatnonzero(weights > 0)
+    for i in have:
         rots[i], trans[i], _ = _pnp(shape0[rigid], landmarks[i, rigid], k0)
-    src = np.flatnonzero(have)
-    nearest = src[np.clip(np.searchsorted(src, np.arange(n)), 0, len(src) - 1)]
-    rots[~have], trans[~have] = rots[nearest[~have]], trans[nearest[~have]]
+    nearest = have[np.argmin(np.abs(np.arange(n)[:, None] - have[None]), axis=1)] if len(have) < n else have
+    rots, trans = rots[nearest], trans[nearest]
     r0 = _mean_rotation(rots[have])
-    import cv2
-
     w_init = np.stack([cv2.Rodrigues(r @ r0.T)[0].ravel() for r in rots])
     z = np.maximum(trans[:, 2], 1e-3)
-    a_init = trans[:, :2] / z[:, None]
-    s_init = np.log(focal0 / z)
+    a_init, s_init = trans[:, :2] / z[:, None], np.log(focal0 / z)
 
     scale = REF_SIZE / max(w_img, h_img)
-    lm_w = np.ones(n_lm)
-    # keyframes for shape/focal/basis; then all frames with those fixed
-    keys = np.arange(n)
-    if n > st.max_keyframes:
-        keys = np.unique(np.linspace(0, n - 1, st.max_keyframes).astype(int))
 
-    def problem(idx: np.ndarray, fps_eff: float) -> _Problem:
-        return _Problem(landmarks[idx], weights[idx], lm_w, cx, cy, scale, fps_eff, st, shape0, rigid, r0)
+    def problem(idx: np.ndarray, cols: np.ndarray) -> _Problem:
+        return _Problem(landmarks[idx], weights[idx], cols, principal, scale, fps * len(idx) / n, st, shape0,
+                        rigid, r0)
 
-    dt = torch.float64
+    # 1) focal: profile of the rigid cost (poses + shape re-fitted at each focal) on a few frames, after
+    # dropping "rigid" landmarks that still move on their own (forehead with the brows, cheeks with smiles)
+    fkeys = _spread(detected, st.focal_keyframes)
+    pf = _Params(w_init[fkeys], a_init[fkeys], s_init[fkeys], shape0)
+    prob = problem(fkeys, rigid_cols)
+    phi0 = torch.tensor(np.log(focal0), dtype=torch.float64)
+    _lbfgs(pf.tensors(), lambda: prob.cost(pf, phi0), st.focal_iters)
+    with torch.no_grad():
+        uv, _ = prob.project(pf, phi0)
+        rms = torch.sqrt(((uv - prob.lm) ** 2).sum(-1).mean(0)).numpy()
+    med = float(np.median(rms))
+    rigid_cols = rigid_cols[rms <= max(st.rigid_keep * med, med + 0.5 / scale)]
+    rigid = np.isin(all_cols, rigid_cols)
+    focal = _focal_profile(problem(fkeys, rigid_cols), pf, focal0, max(w_img, h_img))
+    phi = torch.tensor(np.log(focal), dtype=torch.float64)
+    log.debug("tracker: focal %.1f px (PnP sweep %.1f)", focal, focal0)
 
-    def tensors(idx: np.ndarray):
-        return (torch.tensor(w_init[idx], dtype=dt, requires_grad=True),
-                torch.tensor(a_init[idx], dtype=dt, requires_grad=True),
-                torch.tensor(s_init[idx], dtype=dt, requires_grad=True))
-
-    # 1) focal: profile of the rigid cost (poses + shape re-fitted at each focal) on a few keyframes
-    fkeys = detected[np.unique(np.linspace(0, len(detected) - 1, min(len(detected), st.focal_keyframes))
-                               .astype(int))]
-    pf = problem(fkeys, fps * len(fkeys) / n)
-    w_t, a_t, s_t = tensors(fkeys)
-    shape_t = torch.tensor(shape0, dtype=dt, requires_grad=True)
-    focal = _focal_profile(pf, w_t, a_t, s_t, shape_t, focal0, max(w_img, h_img))
-    phi = torch.tensor(np.log(focal), dtype=dt)
-    log.debug("tracker: focal %.1f px", focal)
-
-    # 2) rigid then full fit on the keyframes
-    pk = problem(keys, fps * len(keys) / n)
-    w_t, a_t, s_t = tensors(keys)
-    _lbfgs([w_t, a_t, s_t, shape_t], lambda: pk.cost(w_t, a_t, s_t, phi, shape_t, rigid_only=True),
-           st.rigid_iters, "tracking: rigid")
-    basis0, expr0 = _init_expression(pk, w_t, a_t, s_t, phi, shape_t, st.n_expr)
-    basis_t = torch.tensor(basis0, dtype=dt, requires_grad=True)
-    e_t = torch.tensor(expr0, dtype=dt, requires_grad=True)
-    _lbfgs([w_t, a_t, s_t, shape_t, basis_t, e_t],
-           lambda: pk.cost(w_t, a_t, s_t, phi, shape_t, basis_t, e_t), st.full_iters, "tracking: full")
-
-    if len(keys) < n:
-        w_all, a_all, s_all, e_all = (_interp_rows(keys, v.detach().numpy(), n) for v in (w_t, a_t, s_t, e_t))
-        pa = problem(np.arange(n), fps)
-        w_t, a_t, s_t, e_t = (torch.tensor(v, dtype=dt, requires_grad=True) for v in (w_all, a_all, s_all, e_all))
-        shape_f, basis_f = shape_t.detach(), basis_t.detach()
-        _lbfgs([w_t, a_t, s_t, e_t], lambda: pa.cost(w_t, a_t, s_t, phi, shape_f, basis_f, e_t),
-               st.full_iters // 2, "tracking: all frames")
+    # 2) rigid, then full fit on the keyframes (all frames for clips up to max_keyframes)
+    keys = _spread(np.arange(n), st.max_keyframes)
+    pk = _Params(w_init[keys], a_init[keys], s_init[keys], pf.numpy("shape"), pf.numpy("kappa"))
+    prob = problem(keys, rigid_cols)
+    _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.rigid_iters, "tracking: rigid")
+    prob = problem(keys, all_cols)
+    basis0, expr0 = _init_expression(prob, pk, phi, weights[keys] > 0, st.n_expr)
+    pk = _Params(pk.numpy("w"), pk.numpy("a"), pk.numpy("s"), pk.numpy("shape"), pk.numpy("kappa"), basis0,
+                 expr0)
+    _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.full_iters, "tracking: full")
+    if len(keys) < n:  # the other frames, with the model fixed, from interpolated keyframe poses
+        pa = _Params(*(_interp_rows(keys, pk.numpy(k), n) for k in ("w", "a", "s")), pk.numpy("shape"),
+                     pk.numpy("kappa"), pk.numpy("basis"), _interp_rows(keys, pk.numpy("expr"), n))
+        prob = problem(np.arange(n), all_cols)
+        _lbfgs(pa.tensors(model=False), lambda: prob.cost(pa, phi), st.full_iters, "tracking: all frames")
         pk = pa
 
     with torch.no_grad():
-        uv, rot = pk.project(w_t, a_t, s_t, phi, shape_t, basis_t, e_t)
-        res = torch.sqrt(((uv - pk.lm) ** 2).sum(-1)).numpy()
-        zs = (focal / torch.exp(s_t)).numpy()
-        trans = np.concatenate([a_t.numpy() * zs[:, None], zs[:, None]], axis=1)
+        uv, rot = prob.project(pk, phi)
+        res = torch.sqrt(((uv - prob.lm) ** 2).sum(-1)).numpy()
+        zs = focal / np.exp(pk.numpy("s"))
+        trans = np.concatenate([pk.numpy("a") * zs[:, None], zs[:, None]], axis=1)
         rot = rot.numpy()
-        shape, basis, expr = shape_t.numpy(), basis_t.numpy(), e_t.numpy()
+        shape = pk.model_shape().numpy()
+    basis, expr = pk.numpy("basis"), pk.numpy("expr")
     res[weights <= 0] = np.nan
+    # the neutral shape is the mean face of the clip: move the mean expression into it
+    mean_e = expr[weights > 0].mean(axis=0)
+    shape = shape + np.einsum("k,kld->ld", mean_e, basis)
+    expr = expr - mean_e
     # canonical head space X' = s Q (X - o): R' = R Q^T, t' = s (t + R o) (the world scales by s)
     canon, q, o, s = canonicalise(shape, topo)
-    rot_c = rot @ q.T
-    trans_c = s * (trans + np.einsum("nij,j->ni", rot, o))
-    basis_c = s * basis @ q.T
-    return TrackResult(rotation=rot_c, translation=trans_c, focal=focal, shape=canon, basis=basis_c,
-                       expression=expr, residuals=res, rigid=rigid)
+    return TrackResult(rotation=rot @ q.T, translation=s * (trans + np.einsum("nij,j->ni", rot, o)),
+                       focal=focal, shape=canon, basis=s * basis @ q.T, expression=expr, residuals=res,
+                       rigid=rigid)
 
 
-def _focal_profile(pb: _Problem, w, a, s, shape, focal0: float, size: int) -> float:
-    """The focal length minimising the rigid cost after re-fitting poses and shape (warm-started sweeps).
+def _spread(idx: np.ndarray, k: int) -> np.ndarray:
+    """At most k evenly spread entries of idx."""
+    return idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), k)).astype(int))]
 
-    The cost is nearly flat along (focal, depth relief, distance) for a free shape, so a joint optimiser
-    stalls wherever it starts; a profile over log-focal finds the minimum reliably (see the module doc).
+
+def _focal_profile(pb: _Problem, p: _Params, focal0: float, size: int) -> float:
+    """The focal length minimising the rigid cost after re-fitting poses and shape at each focal.
+
+    The cost is nearly flat along (focal, distance, depth relief), so a joint optimiser stalls wherever it
+    starts; a profile over log-focal finds the minimum reliably: a coarse sweep (factor sqrt(2)), a fine
+    sweep (factor 1.07) around its best value, each solve warm-started from the previous one, and a
+    parabola through the lowest fine values. ``p`` is left at the solution nearest the returned focal.
     """
     import torch
 
-    params = [w, a, s, shape]
-    cache: dict[float, float] = {}
     states: dict[float, list] = {}
 
-    def cost(logf: float) -> float:
-        key = round(float(logf), 6)
-        if key not in cache:
-            if states:  # warm start from the nearest focal already solved
-                near = min(states, key=lambda k: abs(k - key))
-                with torch.no_grad():
-                    for p, v in zip(params, states[near]):
-                        p.copy_(v)
-            phi = torch.tensor(key, dtype=torch.float64)
-            _lbfgs(params, lambda: pb.cost(w, a, s, phi, shape, rigid_only=True), pb.st.focal_iters, "")
-            with torch.no_grad():
-                cache[key] = float(pb.cost(w, a, s, phi, shape, rigid_only=True))
-            states[key] = [p.detach().clone() for p in params]
-        return cache[key]
+    def solve(logf: float, iters: int) -> float:
+        phi = torch.tensor(float(logf), dtype=torch.float64)
+        cost = _lbfgs(p.tensors(), lambda: pb.cost(p, phi), iters)
+        states[float(logf)] = p.snapshot()
+        return cost
 
-    grid = np.log(size) + np.log(np.geomspace(0.5, 8.0, 13))
-    start = int(np.argmin(np.abs(grid - np.log(focal0))))
-    order = list(range(start, len(grid))) + list(range(start - 1, -1, -1))
-    vals = {i: cost(grid[i]) for i in progress(order, desc="tracking: focal", unit="f")}
-    i = min(vals, key=vals.get)
-    lo, hi = grid[max(i - 1, 0)], grid[min(i + 1, len(grid) - 1)]
-    g = (np.sqrt(5) - 1) / 2
-    x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
-    while hi - lo > 0.004:
-        if cost(x1) < cost(x2):
-            hi, x2 = x2, x1
-            x1 = hi - g * (hi - lo)
-        else:
-            lo, x1 = x1, x2
-            x2 = lo + g * (hi - lo)
-    best = min(cache, key=cache.get)
-    with torch.no_grad():
-        for p, v in zip(params, states[best]):
-            p.copy_(v)
+    coarse = np.log(size) + np.log(np.geomspace(0.5, 8.0, 9))
+    start = int(np.argmin(np.abs(coarse - np.log(focal0))))
+    order = list(range(start, len(coarse))) + list(range(start - 1, -1, -1))
+    bar = progress(total=len(order) + 7, desc="tracking: focal", unit="f")
+    vals = {}
+    for i in order:
+        if i == start - 1:
+            p.restore(states[float(coarse[start])])
+        vals[i] = solve(coarse[i], pb.st.focal_iters)
+        bar.update(1)
+    centre = coarse[min(vals, key=vals.get)]
+    fine = centre + np.log(1.07) * np.arange(-3, 4)
+    p.restore(states[float(centre)])
+    fine_vals = []
+    for x in fine:  # one sweep upwards from the coarse minimum's lower side
+        fine_vals.append(solve(x, 2 * pb.st.focal_iters))
+        bar.update(1)
+    bar.close()
+    fine_vals = np.array(fine_vals)
+    j = int(np.clip(np.argmin(fine_vals), 1, len(fine) - 2))
+    c2, c1, _ = np.polyfit(fine[j - 1:j + 2], fine_vals[j - 1:j + 2], 2)
+    best = float(np.clip(-c1 / (2 * c2), fine[j - 1], fine[j + 1])) if c2 > 0 else float(fine[j])
+    p.restore(states[float(fine[int(np.argmin(np.abs(fine - best)))])])
     return float(np.exp(best))
 
 
@@ -449,22 +514,20 @@ def _interp_rows(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
     return out.reshape((n,) + values.shape[1:])
 
 
-def _init_expression(pb: _Problem, w, a, s, phi, shape, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """PCA of the rigid fit's residuals lifted to head space: initial basis [K, L, 3] and coefficients [N, K]."""
+def _init_expression(pb: _Problem, p: _Params, phi, valid: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """PCA of the rigid fit's residuals lifted to head space: initial basis [K, L, 3], coefficients [n, K]."""
     import torch
 
     with torch.no_grad():
-        uv, rot = pb.project(w, a, s, phi, shape, None, None)
-        z = (torch.exp(phi) / torch.exp(s)).numpy()
-        res = (pb.lm - uv).numpy() * (z / float(torch.exp(phi)))[:, None, None]  # pixels -> dm at the head
-        rot = rot.numpy()
+        uv, rot = pb.project(p, phi)
+        depth = float(torch.exp(phi)) / np.exp(p.numpy("s"))  # pixels -> dm at the head: z / focal
+        res = (pb.lm - uv).numpy() * (depth / float(torch.exp(phi)))[:, None, None]
     d = np.concatenate([res, np.zeros(res.shape[:2] + (1,))], axis=2)
-    d = np.einsum("nji,nlj->nli", rot, d)  # camera -> head space
-    fw = pb.fw.numpy() > 0
-    mat = d[fw].reshape(int(fw.sum()), -1)
+    d = np.einsum("nji,nlj->nli", rot.numpy(), d)  # camera -> model space
+    mat = d[valid].reshape(int(valid.sum()), -1)
     _, sv, vt = np.linalg.svd(mat, full_matrices=False)
     k = min(k, vt.shape[0])
     basis = vt[:k] * (sv[:k, None] / np.sqrt(max(mat.shape[0], 1)))
     coeffs = np.zeros((d.shape[0], k))
-    coeffs[fw] = mat @ basis.T / np.maximum((basis**2).sum(1), 1e-12)
+    coeffs[valid] = mat @ basis.T / np.maximum((basis**2).sum(1), 1e-12)
     return basis.reshape(k, -1, 3), coeffs

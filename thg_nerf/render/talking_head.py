@@ -187,10 +187,10 @@ class TalkingHead:
         import torch
 
         device = self.run.device
-        feats = torch.tensor(plan.features, dtype=torch.float32, device=device)
+        feats = torch.from_numpy(np.require(plan.features, np.float32, ["C", "W"])).to(device)
         bg = None
         if plan.background is not None:
-            bg = torch.tensor(plan.background, dtype=torch.float32, device=device) / 255.0
+            bg = torch.from_numpy(np.require(plan.background, np.uint8, ["C", "W"])).to(device).float() / 255.0
         for i in range(plan.n_frames):
             with torch.inference_mode():
                 out = self.run.render_frame(plan.poses.c2w[i], feats, i, float(plan.eyes[i]), size=plan.size)
@@ -219,6 +219,7 @@ class TalkingHead:
             out_size = even_size(out_size)
         wave = load_audio(audio_path, sr=FEATURE_SR, start=start, end=end)
         plan = self.plan(wave, FEATURE_SR, poses, blink, bg, out_size, fps, seed=seed, **pose_options)
+        del wave  # the features are all the renderer needs; the muxed audio is re-read from the file
         log.info("rendering %d frames (%.2f s at %g fps) at %dx%d -> %s", plan.n_frames, plan.duration, plan.fps,
                  plan.size[0], plan.size[1], out)
         t0 = time.perf_counter()

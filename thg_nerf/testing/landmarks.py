@@ -140,11 +140,9 @@ def expression_basis(shape: np.ndarray, topology: Topology | None = None) -> np.
         g = np.exp(-((x - side * 0.25) ** 2 + (y + 0.62) ** 2) / 0.01)
         basis[1, :, 0] += side * 0.05 * g
         basis[1, :, 1] += 0.03 * g
-    for eye, cx in ((topo.left_eye, 0.315), (topo.right_eye, -0.315)):
+    for eye in (topo.left_eye, topo.right_eye):
         upper = [i for i in eye if y[i] > 1e-6]
         basis[2, upper, 1] = -0.9 * y[upper]
-    brow = np.exp(-((y - 0.24) / 0.08) ** 2) * (np.abs(x) > 0.1) * (np.abs(x) < 0.55)
-    basis[3, :, 1] = 0.02 * brow
     basis[3, list(topo.brows), 1] = 0.05
     return basis
 
