@@ -49,7 +49,8 @@ class TrainedSyntheticRun:
 #: Dataset and training settings of ``trained_synthetic_run`` (kept tiny: the whole render test budget on
 #: 2 CPU cores is a few minutes, training included).
 SYNTHETIC_RUN_DATA = {"n_frames": 100, "size": 64, "fps": 25.0, "seed": 0, "motion_deg": 8.0}
-SYNTHETIC_RUN_OVERRIDES = {"train": {"iters": 200, "checkpoint_every": 200, "eval_every": 0}}
+SYNTHETIC_RUN_OVERRIDES = {"train": {"iters": 250, "checkpoint_every": 250, "eval_every": 0,
+                                     "max_samples_per_ray": 48}}
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """Rendering speed of ``thg-nerf render``: frames/s of TalkingHead at the trained size and at 512².
 
     python tools/bench_render.py --run RUN [--device cpu|cuda] [--sizes native,512] [--frames 8]
-    python tools/bench_render.py --train-iters 150          # no run: trains a tiny synthetic one first
+    python tools/bench_render.py --train-iters 300          # no run: trains a tiny synthetic one first
+    python tools/bench_render.py --run /tmp/syn --train-iters 300   # RUN missing: train it there, keep it
     python tools/bench_render.py --memory-minutes 10        # pipeline memory on 10 min of audio (no model)
 
 Frames/s counts the whole per-frame path (ray marching, torso, compositing, copy to host as uint8), after one
@@ -37,8 +38,9 @@ def train_synthetic(root: Path, iters: int, size: int, device: str) -> Path:
     from thg_nerf.testing.synthetic import make_synthetic_dataset
     from thg_nerf.train.trainer import train
 
-    make_synthetic_dataset(root / "data", n_frames=100, size=size)
-    cfg = load_config("tiny", {"train": {"iters": iters, "checkpoint_every": iters, "eval_every": 0}})
+    make_synthetic_dataset(root / "data", n_frames=100, size=size, overwrite=True)
+    cfg = load_config("tiny", {"train": {"iters": iters, "checkpoint_every": iters, "eval_every": 0,
+                                         "max_samples_per_ray": 48}})
     return train(root / "data", root / "run", cfg, device=device)
 
 
@@ -149,11 +151,12 @@ def bench_memory(minutes: float, size: int, tmp: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", help="run directory (default: train a tiny synthetic run first)")
+    ap.add_argument("--run", type=Path, help="run directory; when it does not exist a tiny synthetic run is "
+                    "trained into RUN/run (default: a temporary one)")
     ap.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     ap.add_argument("--sizes", default="native,512", help="comma list of 'native' and/or pixel sizes")
     ap.add_argument("--frames", type=int, default=8, help="timed frames per size (after one warm-up frame)")
-    ap.add_argument("--train-iters", type=int, default=150, help="iterations of the synthetic run (no --run)")
+    ap.add_argument("--train-iters", type=int, default=300, help="iterations of the synthetic run (no --run)")
     ap.add_argument("--train-size", type=int, default=128, help="frame size of the synthetic run (no --run)")
     ap.add_argument("--encode", action="store_true", help="also time render_to_file (mp4) at the first size")
     ap.add_argument("--memory-minutes", type=float, help="instead: peak memory of render_to_file on this many "
@@ -172,10 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench_render_") as td:
         tmp = Path(td)
         t0 = time.perf_counter()
-        if args.run:
-            run_dir, what = Path(args.run), f"run {args.run}"
+        if args.run and (args.run / "run.json").is_file():
+            run_dir, what = args.run, f"run {args.run}"
+        elif args.run and (args.run / "run" / "run.json").is_file():
+            run_dir, what = args.run / "run", f"run {args.run / 'run'}"
         else:
-            run_dir = train_synthetic(tmp, args.train_iters, args.train_size, args.device or "cpu")
+            run_dir = train_synthetic(args.run or tmp, args.train_iters, args.train_size, args.device or "cpu")
             what = f"synthetic run, tiny preset, {args.train_iters} iterations at {args.train_size}² (briefly trained)"
         train_s = time.perf_counter() - t0
         head = TalkingHead.load(run_dir, device=args.device)

@@ -12,14 +12,21 @@ second-difference smoothness of the poses, and small priors on the shape and the
 
 Initialisation: the identity shape is the Procrustes mean of mediapipe's per-frame 3D landmarks
 (x, y in pixels, relative z in the scale of x), scaled so that the eye-contour centroids are
-``INTEROCULAR_DM`` = 0.63 dm apart (the adult mean interpupillary distance, 63 mm); the focal length comes
-from a PnP sweep; poses from PnP. A rigid stage then fits poses, shape and focal on landmarks that barely
-move with expressions (eyelids, brows, irises, lips and everything below the nose tip excluded); a full
-stage adds the expression basis on all landmarks.
+``INTEROCULAR_DM`` = 0.63 dm apart (the adult mean interpupillary distance, 63 mm); poses come from PnP.
+A rigid stage fits poses, shape and focal on landmarks that barely move with expressions (eyelids, brows,
+irises, lips and everything below the nose tip excluded, then the landmarks that still move on their own
+after a first fit); a full stage adds the expression basis on all landmarks with the focal fixed.
 
-Parametrisation: ``R_f = exp(w_f) R_0`` (``R_0`` the mean rotation, so ``w`` is small and smooth),
-``t_f = z_f (a_f, 1)`` with ``z_f = focal / exp(s_f)``, i.e. the image-plane position ``a_f`` and the log
-image scale ``s_f``; changing the focal then moves all depths together, the one weakly observed direction.
+The focal length is only weakly observable (through perspective changes as the head turns), so it has a
+log-normal prior: by default a 30 degree horizontal field of view of the source camera (typical of
+talking-head footage), weight ``focal_prior`` per frame in log units. Clips with real head rotation
+override it (the synthetic oracle recovers its focal to ~1-2 %); near-frontal clips stay close to it.
+
+Parametrisation (it matters for L-BFGS): ``R_f = exp(w_f) R_0`` (``R_0`` the mean rotation, so ``w`` is
+small and smooth); ``t_f = z_f (a_f, 1)`` with ``z_f = focal / exp(s_f)`` (image-plane position ``a_f``,
+stored x10 to even out curvatures, and log image scale ``s_f``), so changing the focal moves all depths
+together; a relief variable ``kappa`` scales the shape's depth by exp(kappa) and the out-of-plane rotation
+components by exp(-kappa), making the bas-relief valley (deeper face, smaller rotations) one coordinate.
 
 Head space after tracking (see docs/DATA_FORMAT.md): +x towards the subject's left (the line between the
 eye centroids), +y up (chin -> top of the face, orthogonalised), +z out of the face; origin at the midpoint
@@ -45,7 +52,7 @@ REF_SIZE = 512.0
 
 @dataclass
 class TrackerSettings:
-    """Tracker constants (internal; defaults tuned on the synthetic oracle and real clips)."""
+    """Tracker constants (internal; defaults tuned on the synthetic oracle and the sample clips)."""
 
     n_expr: int = 12
     """Rank K of the expression basis."""
@@ -55,19 +62,20 @@ class TrackerSettings:
     """Weight of the pose second differences (in pixels of motion at 25 fps, scaled by fps^4)."""
     shape_prior: float = 1e-3
     """Weight pulling the shape towards its mediapipe initialisation (x 1e4 per dm^2, per landmark)."""
+    focal_prior: float = 1.0
+    """Weight of (log focal - log prior focal)^2 per frame."""
+    prior_fov_deg: float = 30.0
+    """Horizontal field of view behind the default prior focal."""
     expr_prior: float = 1e-3
     rigid_expr_prior: float = 30.0
     """Extra penalty on expression offsets of rigid landmarks (keeps head motion in the pose)."""
     rigid_keep: float = 1.3
     """Rigid-set landmarks whose residual RMS after a first rigid fit exceeds this x the median (and the
     median + 0.5 px) are dropped."""
-    rigid_iters: int = 150
+    rigid_iters: int = 300
     full_iters: int = 200
-    max_keyframes: int = 500
-    """Shape and basis are estimated on at most this many frames; the rest follow with them fixed."""
-    focal_keyframes: int = 80
-    """Frames used for the focal-length profile."""
-    focal_iters: int = 100
+    max_keyframes: int = 400
+    """Shape, focal and basis are estimated on at most this many frames; the rest follow with them fixed."""
 
 
 @dataclass
@@ -197,17 +205,7 @@ def _intrinsics(focal: float, cx: float, cy: float) -> np.ndarray:
     return np.array([[focal, 0, cx], [0, focal, cy], [0, 0, 1.0]])
 
 
-def init_focal(shape: np.ndarray, landmarks: np.ndarray, frames: np.ndarray, w: int, h: int, cx: float,
-               cy: float) -> float:
-    """Focal length (pixels) with the lowest median PnP error over a sweep of fields of view."""
-    sub = frames[np.linspace(0, len(frames) - 1, min(len(frames), 24)).astype(int)]
-    best, best_err = float(max(w, h)), np.inf
-    for mult in (0.5, 0.7, 1.0, 1.4, 2.0, 2.8, 4.0, 5.6, 8.0):
-        f = mult * max(w, h)
-        err = float(np.median([_pnp(shape, landmarks[i], _intrinsics(f, cx, cy))[2] for i in sub]))
-        if err < best_err:
-            best, best_err = f, err
-    return best
+_A_SCALE = 10.0
 
 
 class _Params:
@@ -223,7 +221,7 @@ class _Params:
         def var(x):
             return torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
 
-        self.w, self.a, self.s, self.shape = var(w), var(a), var(s), var(shape)
+        self.w, self.a, self.s, self.shape = var(w), var(np.asarray(a) * _A_SCALE), var(s), var(shape)
         self.kappa = var(0.0 if kappa is None else kappa)
         self.basis = None if basis is None else var(basis)
         self.expr = None if expr is None else var(expr)
@@ -233,6 +231,10 @@ class _Params:
         if model:
             out += [self.shape, self.kappa, self.basis]
         return [t for t in out if t is not None]
+
+    def position(self):
+        """[n, 2] image-plane position t.xy / t.z (stored x _A_SCALE, which evens out the curvatures)."""
+        return self.a / _A_SCALE
 
     def rotation_vectors(self):
         import torch
@@ -256,6 +258,8 @@ class _Params:
                 t.copy_(v)
 
     def numpy(self, name: str) -> np.ndarray:
+        if name == "a":
+            return self.position().detach().numpy().copy()
         return getattr(self, name).detach().numpy().copy()
 
 
@@ -278,6 +282,7 @@ class _Problem:
         self.r0 = torch.as_tensor(r0, dtype=f64)
         self.smooth = st.smooth * (fps / 25.0) ** 4
         self.norm = float(max((weights > 0).sum(), 1))
+        self.log_focal_prior: float | None = None
 
     def project(self, p: _Params, phi):
         """Landmarks [n, len(cols), 2] in pixels and rotations [n, 3, 3]."""
@@ -290,7 +295,7 @@ class _Problem:
         if p.basis is not None:
             x = x + torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
         cam = torch.einsum("nij,nlj->nli", rot, x)
-        cam = cam + torch.cat([p.a * z[:, None], z[:, None]], dim=1).unsqueeze(1)
+        cam = cam + torch.cat([p.position() * z[:, None], z[:, None]], dim=1).unsqueeze(1)
         return focal * cam[..., :2] / cam[..., 2:3] + self.c, rot
 
     def cost(self, p: _Params, phi):
@@ -309,12 +314,15 @@ class _Problem:
 
             focal512 = torch.exp(phi) * self.scale
             total = total + self.smooth * (radius**2 * (d2(p.rotation_vectors()) + d2(p.s))
-                                           + focal512**2 * d2(p.a))
+                                           + focal512**2 * d2(p.position()))
         total = total + self.st.shape_prior * 1e4 * ((p.model_shape() - self.shape0) ** 2).sum()
         if p.basis is not None:
             off = torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
             total = total + 1e4 * ((off**2).sum(-1) * self.lam).sum() + 1e-3 * (p.expr**2).sum()
-        return total / self.norm
+        total = total / self.norm
+        if self.log_focal_prior is not None:
+            total = total + self.st.focal_prior * (phi - self.log_focal_prior) ** 2
+        return total
 
 
 def _lbfgs(params: list, closure_fn, iters: int, desc: str = "") -> float:
@@ -348,28 +356,30 @@ def _lbfgs(params: list, closure_fn, iters: int, desc: str = "") -> float:
 
 def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, size: tuple[int, int],
                principal: tuple[float, float], topo: Topology, fps: float,
-               settings: TrackerSettings | None = None, focal_init: float | None = None) -> TrackResult:
+               settings: TrackerSettings | None = None, focal_prior: float | None = None) -> TrackResult:
     """Fit the head model to a landmark sequence.
 
     landmarks [N, L, 2] pixels; z_rel [N, L] mediapipe relative depth; weights [N] per-frame confidence
     (1 detected, <1 interpolated, 0 excluded); size (w, h); principal point (cx, cy) in pixels;
-    focal_init: where the focal search starts (default: the best of a PnP sweep).
+    focal_prior: centre of the focal prior in pixels (default: ``prior_fov_deg`` across max(w, h)).
     """
     import torch
 
+    st = settings or TrackerSettings()
+    if focal_prior is None:
+        focal_prior = 0.5 * max(size) / np.tan(np.deg2rad(st.prior_fov_deg) / 2)
     # the tensors are small: one thread is faster, and far faster when other processes share the cores
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         return _track(np.asarray(landmarks, dtype=np.float64), np.asarray(z_rel, dtype=np.float64),
-                      np.asarray(weights, dtype=np.float64), size, principal, topo, fps,
-                      settings or TrackerSettings(), focal_init)
+                      np.asarray(weights, dtype=np.float64), size, principal, topo, fps, st, float(focal_prior))
     finally:
         torch.set_num_threads(threads)
 
 
 def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSettings,
-           focal_init: float | None) -> TrackResult:
+           focal_prior: float) -> TrackResult:
     import cv2
     import torch
 
@@ -383,10 +393,9 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     shape0 = init_shape(landmarks, z_rel, w_img, topo, _spread(detected, 200))
     rigid = rigid_landmarks(shape0, topo)
     rigid_cols, all_cols = np.flatnonzero(rigid), np.arange(n_lm)
-    focal0 = focal_init or init_focal(shape0[rigid], landmarks[:, rigid], detected, w_img, h_img, *principal)
 
-    # per-frame PnP at the initial focal; frames without data copy their nearest neighbour
-    k0 = _intrinsics(focal0, *principal)
+    # per-frame PnP at the prior focal; frames without data copy their nearest neighbour
+    k0 = _intrinsics(focal_prior, *principal)
     rots, trans = np.zeros((n, 3, 3)), np.zeros((n, 3))
     have = np.flatnonzero(weights > 0)
     for i in have:
@@ -396,36 +405,36 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     r0 = _mean_rotation(rots[have])
     w_init = np.stack([cv2.Rodrigues(r @ r0.T)[0].ravel() for r in rots])
     z = np.maximum(trans[:, 2], 1e-3)
-    a_init, s_init = trans[:, :2] / z[:, None], np.log(focal0 / z)
-
+    a_init, s_init = trans[:, :2] / z[:, None], np.log(focal_prior / z)
     scale = REF_SIZE / max(w_img, h_img)
 
     def problem(idx: np.ndarray, cols: np.ndarray) -> _Problem:
-        return _Problem(landmarks[idx], weights[idx], cols, principal, scale, fps * len(idx) / n, st, shape0,
-                        rigid, r0)
+        pb = _Problem(landmarks[idx], weights[idx], cols, principal, scale, fps * len(idx) / n, st, shape0,
+                      rigid, r0)
+        pb.log_focal_prior = float(np.log(focal_prior))
+        return pb
 
-    # 1) focal: profile of the rigid cost (poses + shape re-fitted at each focal) on a few frames, after
-    # dropping "rigid" landmarks that still move on their own (forehead with the brows, cheeks with smiles)
-    fkeys = _spread(detected, st.focal_keyframes)
-    pf = _Params(w_init[fkeys], a_init[fkeys], s_init[fkeys], shape0)
-    prob = problem(fkeys, rigid_cols)
-    phi0 = torch.tensor(np.log(focal0), dtype=torch.float64)
-    _lbfgs(pf.tensors(), lambda: prob.cost(pf, phi0), st.focal_iters)
+    # 1) rigid fit on the keyframes (all frames for short clips), with the focal free; landmarks of the
+    # rigid set that still move on their own (forehead with the brows, cheeks with smiles) are dropped
+    keys = _spread(np.arange(n), st.max_keyframes)
+    pk = _Params(w_init[keys], a_init[keys], s_init[keys], shape0)
+    phi = torch.tensor(float(np.log(focal_prior)), dtype=torch.float64, requires_grad=True)
+    prob = problem(keys, rigid_cols)
+    _lbfgs(pk.tensors() + [phi], lambda: prob.cost(pk, phi), st.rigid_iters // 3, "tracking: rigid")
     with torch.no_grad():
-        uv, _ = prob.project(pf, phi0)
-        rms = torch.sqrt(((uv - prob.lm) ** 2).sum(-1).mean(0)).numpy()
+        uv, _ = prob.project(pk, phi)
+        sq = ((uv - prob.lm) ** 2).sum(-1)
+        rms = torch.sqrt((sq * prob.fw[:, None]).sum(0) / prob.fw.sum()).numpy()
     med = float(np.median(rms))
     rigid_cols = rigid_cols[rms <= max(st.rigid_keep * med, med + 0.5 / scale)]
     rigid = np.isin(all_cols, rigid_cols)
-    focal = _focal_profile(problem(fkeys, rigid_cols), pf, focal0, max(w_img, h_img))
-    phi = torch.tensor(np.log(focal), dtype=torch.float64)
-    log.debug("tracker: focal %.1f px (PnP sweep %.1f)", focal, focal0)
-
-    # 2) rigid, then full fit on the keyframes (all frames for clips up to max_keyframes)
-    keys = _spread(np.arange(n), st.max_keyframes)
-    pk = _Params(w_init[keys], a_init[keys], s_init[keys], pf.numpy("shape"), pf.numpy("kappa"))
     prob = problem(keys, rigid_cols)
-    _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.rigid_iters, "tracking: rigid")
+    _lbfgs(pk.tensors() + [phi], lambda: prob.cost(pk, phi), st.rigid_iters, "tracking: rigid")
+    focal = float(torch.exp(phi.detach()))
+    phi = phi.detach()
+    log.debug("tracker: focal %.1f px (prior %.1f), %d rigid landmarks", focal, focal_prior, len(rigid_cols))
+
+    # 2) full fit with the expression basis (focal fixed)
     prob = problem(keys, all_cols)
     basis0, expr0 = _init_expression(prob, pk, phi, weights[keys] > 0, st.n_expr)
     pk = _Params(pk.numpy("w"), pk.numpy("a"), pk.numpy("s"), pk.numpy("shape"), pk.numpy("kappa"), basis0,
@@ -461,50 +470,6 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
 def _spread(idx: np.ndarray, k: int) -> np.ndarray:
     """At most k evenly spread entries of idx."""
     return idx[np.unique(np.linspace(0, len(idx) - 1, min(len(idx), k)).astype(int))]
-
-
-def _focal_profile(pb: _Problem, p: _Params, focal0: float, size: int) -> float:
-    """The focal length minimising the rigid cost after re-fitting poses and shape at each focal.
-
-    The cost is nearly flat along (focal, distance, depth relief), so a joint optimiser stalls wherever it
-    starts; a profile over log-focal finds the minimum reliably: a coarse sweep (factor sqrt(2)), a fine
-    sweep (factor 1.07) around its best value, each solve warm-started from the previous one, and a
-    parabola through the lowest fine values. ``p`` is left at the solution nearest the returned focal.
-    """
-    import torch
-
-    states: dict[float, list] = {}
-
-    def solve(logf: float, iters: int) -> float:
-        phi = torch.tensor(float(logf), dtype=torch.float64)
-        cost = _lbfgs(p.tensors(), lambda: pb.cost(p, phi), iters)
-        states[float(logf)] = p.snapshot()
-        return cost
-
-    coarse = np.log(size) + np.log(np.geomspace(0.5, 8.0, 9))
-    start = int(np.argmin(np.abs(coarse - np.log(focal0))))
-    order = list(range(start, len(coarse))) + list(range(start - 1, -1, -1))
-    bar = progress(total=len(order) + 7, desc="tracking: focal", unit="f")
-    vals = {}
-    for i in order:
-        if i == start - 1:
-            p.restore(states[float(coarse[start])])
-        vals[i] = solve(coarse[i], pb.st.focal_iters)
-        bar.update(1)
-    centre = coarse[min(vals, key=vals.get)]
-    fine = centre + np.log(1.07) * np.arange(-3, 4)
-    p.restore(states[float(centre)])
-    fine_vals = []
-    for x in fine:  # one sweep upwards from the coarse minimum's lower side
-        fine_vals.append(solve(x, 2 * pb.st.focal_iters))
-        bar.update(1)
-    bar.close()
-    fine_vals = np.array(fine_vals)
-    j = int(np.clip(np.argmin(fine_vals), 1, len(fine) - 2))
-    c2, c1, _ = np.polyfit(fine[j - 1:j + 2], fine_vals[j - 1:j + 2], 2)
-    best = float(np.clip(-c1 / (2 * c2), fine[j - 1], fine[j + 1])) if c2 > 0 else float(fine[j])
-    p.restore(states[float(fine[int(np.argmin(np.abs(fine - best)))])])
-    return float(np.exp(best))
 
 
 def _interp_rows(keys: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
