@@ -11,7 +11,7 @@ def run(args: argparse.Namespace) -> int:
     from thg_nerf.cli.common import resolve_config
     from thg_nerf.preprocess.pipeline import preprocess
     from thg_nerf.train.evaluate import evaluate
-    from thg_nerf.train.trainer import train
+    from thg_nerf.train.trainer import resume_iters, train
 
     cfg = resolve_config(args, {**preprocess_overrides(args),
                                 "train": {"iters": args.iters, "max_minutes": args.max_minutes}})
@@ -20,6 +20,8 @@ def run(args: argparse.Namespace) -> int:
     video = Path(args.video)
     run_dir = Path(args.output) if args.output else Path("data") / video.stem / "run"
     data_dir = Path(args.data) if args.data else run_dir.parent / f"{run_dir.name}_data"
+    if args.resume and args.iters is None:
+        cfg.train.iters = resume_iters(run_dir)
     preprocess(video, data_dir, cfg.preprocess, audio=args.audio, force=args.force)
     train(data_dir, run_dir, cfg, resume=args.resume, device=args.device)
     evaluate(run_dir, data_dir, device=args.device)

@@ -15,11 +15,13 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from thg_nerf.cli.common import resolve_config
-    from thg_nerf.train.trainer import train
+    from thg_nerf.train.trainer import resume_iters, train
 
     cfg = resolve_config(args, {"train": {"iters": args.iters, "max_minutes": args.max_minutes}})
     if args.seed is not None:
         cfg.seed = args.seed
+    if args.resume and args.iters is None:
+        cfg.train.iters = resume_iters(args.output)
     train(args.data, args.output, cfg, resume=args.resume, device=args.device)
     return 0
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thg_nerf.log import get_logger, progress
+from thg_nerf.preprocess.rigid_ba import RigidBA
 from thg_nerf.preprocess.topology import Topology
 
 log = get_logger(__name__)
@@ -58,11 +59,11 @@ class TrackerSettings:
     """Rank K of the expression basis."""
     huber_px: float = 1.5
     """Huber threshold in 512-pixel units."""
-    smooth: float = 2.0
+    smooth: float = 10.0
     """Weight of the pose second differences (in pixels of motion at 25 fps, scaled by fps^4)."""
     shape_prior: float = 1e-3
     """Weight pulling the shape towards its mediapipe initialisation (x 1e4 per dm^2, per landmark)."""
-    focal_prior: float = 1.0
+    focal_prior: float = 0.3
     """Weight of (log focal - log prior focal)^2 per frame."""
     prior_fov_deg: float = 30.0
     """Horizontal field of view behind the default prior focal."""
@@ -72,10 +73,14 @@ class TrackerSettings:
     rigid_keep: float = 1.3
     """Rigid-set landmarks whose residual RMS after a first rigid fit exceeds this x the median (and the
     median + 0.5 px) are dropped."""
-    rigid_iters: int = 300
+    rigid_iters: int = 200
     full_iters: int = 200
-    max_keyframes: int = 400
-    """Shape, focal and basis are estimated on at most this many frames; the rest follow with them fixed."""
+    all_iters: int = 100
+    max_keyframes: int = 300
+    """Shape and basis are estimated on at most this many frames; the rest follow with them fixed."""
+    focal_keyframes: int = 100
+    """Frames of the Levenberg-Marquardt stage that sets the rigid landmarks, the focal and the shape."""
+    lm_iters: int = 30
 
 
 @dataclass
@@ -209,27 +214,29 @@ _A_SCALE = 10.0
 
 
 class _Params:
-    """Optimisation variables (torch float64 tensors); ``basis``/``expr`` are None in the rigid stages.
+    """Optimisation variables (torch tensors, float64 unless ``dtype``); ``basis``/``expr`` are None in the
+    rigid stages.
 
     ``kappa`` scales the shape's depth by exp(kappa) and the out-of-plane rotation components by
     exp(-kappa): the bas-relief direction (deeper face, smaller rotations) becomes one variable.
     """
 
-    def __init__(self, w, a, s, shape, kappa=None, basis=None, expr=None) -> None:
+    def __init__(self, w, a, s, shape, kappa=None, basis=None, expr=None, dtype=None) -> None:
         import torch
 
         def var(x):
-            return torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+            return torch.tensor(np.asarray(x, dtype=np.float64), dtype=dtype or torch.float64, requires_grad=True)
 
         self.w, self.a, self.s, self.shape = var(w), var(np.asarray(a) * _A_SCALE), var(s), var(shape)
         self.kappa = var(0.0 if kappa is None else kappa)
         self.basis = None if basis is None else var(basis)
         self.expr = None if expr is None else var(expr)
 
-    def tensors(self, poses: bool = True, model: bool = True) -> list:
-        out = [self.w, self.a, self.s, self.expr] if poses else [self.expr]
+    def tensors(self, model: bool = True, shape: bool = True) -> list:
+        """The variables to optimise: per-frame ones, plus the model's (relief, shape, basis)."""
+        out = [self.w, self.a, self.s, self.expr]
         if model:
-            out += [self.shape, self.kappa, self.basis]
+            out += [self.kappa, self.shape if shape else None, self.basis]
         return [t for t in out if t is not None]
 
     def position(self):
@@ -264,13 +271,14 @@ class _Params:
 
 
 class _Problem:
-    """The bundle-adjustment cost over a set of frames and landmarks (torch float64)."""
+    """The bundle-adjustment cost over a set of frames and landmarks (torch, float64 unless ``dtype``)."""
 
     def __init__(self, lm: np.ndarray, weights: np.ndarray, cols: np.ndarray, principal, scale: float,
-                 fps: float, st: TrackerSettings, shape0: np.ndarray, rigid: np.ndarray, r0: np.ndarray):
+                 fps: float, st: TrackerSettings, shape0: np.ndarray, rigid: np.ndarray, r0: np.ndarray,
+                 dtype=None):
         import torch
 
-        f64 = torch.float64
+        f64 = dtype or torch.float64
         self.cols = torch.as_tensor(cols)
         self.lm = torch.as_tensor(lm[:, cols], dtype=f64)
         self.fw = torch.as_tensor(weights, dtype=f64)
@@ -282,9 +290,8 @@ class _Problem:
         self.r0 = torch.as_tensor(r0, dtype=f64)
         self.smooth = st.smooth * (fps / 25.0) ** 4
         self.norm = float(max((weights > 0).sum(), 1))
-        self.log_focal_prior: float | None = None
 
-    def project(self, p: _Params, phi):
+    def project(self, p: _Params, phi, offsets=None):
         """Landmarks [n, len(cols), 2] in pixels and rotations [n, 3, 3]."""
         import torch
 
@@ -293,15 +300,22 @@ class _Problem:
         z = focal / torch.exp(p.s)
         x = p.model_shape()[self.cols].unsqueeze(0)
         if p.basis is not None:
-            x = x + torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
+            x = x + (self.offsets(p) if offsets is None else offsets)
         cam = torch.einsum("nij,nlj->nli", rot, x)
         cam = cam + torch.cat([p.position() * z[:, None], z[:, None]], dim=1).unsqueeze(1)
         return focal * cam[..., :2] / cam[..., 2:3] + self.c, rot
 
+    def offsets(self, p: _Params):
+        """Expression offsets [n, len(cols), 3] (dm)."""
+        import torch
+
+        return torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
+
     def cost(self, p: _Params, phi):
         import torch
 
-        uv, _ = self.project(p, phi)
+        off = self.offsets(p) if p.basis is not None else None
+        uv, _ = self.project(p, phi, off)
         r = torch.sqrt(((uv - self.lm) ** 2).sum(-1) + 1e-12) * self.scale
         d = self.st.huber_px
         rho = torch.where(r < d, 0.5 * r * r, d * (r - 0.5 * d))
@@ -316,13 +330,9 @@ class _Problem:
             total = total + self.smooth * (radius**2 * (d2(p.rotation_vectors()) + d2(p.s))
                                            + focal512**2 * d2(p.position()))
         total = total + self.st.shape_prior * 1e4 * ((p.model_shape() - self.shape0) ** 2).sum()
-        if p.basis is not None:
-            off = torch.einsum("nk,kld->nld", p.expr, p.basis[:, self.cols])
-            total = total + 1e4 * ((off**2).sum(-1) * self.lam).sum() + 1e-3 * (p.expr**2).sum()
-        total = total / self.norm
-        if self.log_focal_prior is not None:
-            total = total + self.st.focal_prior * (phi - self.log_focal_prior) ** 2
-        return total
+        if off is not None:
+            total = total + 1e4 * ((off * off).sum(-1) @ self.lam).sum() + 1e-3 * (p.expr**2).sum()
+        return total / self.norm
 
 
 def _lbfgs(params: list, closure_fn, iters: int, desc: str = "") -> float:
@@ -394,58 +404,80 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     rigid = rigid_landmarks(shape0, topo)
     rigid_cols, all_cols = np.flatnonzero(rigid), np.arange(n_lm)
 
-    # per-frame PnP at the prior focal; frames without data copy their nearest neighbour
+    scale = REF_SIZE / max(w_img, h_img)
+    fkeys = _spread(detected, st.focal_keyframes)
+
+    # 1) focal, rigid set and shape on a few frames by Levenberg-Marquardt: a first rigid fit drops the
+    # "rigid" landmarks that still move on their own (forehead with the brows, cheeks with smiles)
     k0 = _intrinsics(focal_prior, *principal)
+    pnp = [_pnp(shape0[rigid], landmarks[i, rigid], k0) for i in fkeys]
+    rot_f, trans_f = np.stack([p[0] for p in pnp]), np.stack([p[1] for p in pnp])
+    mu = 2 * st.shape_prior * 1e4
+
+    def rigid_ba(cols: np.ndarray, points0: np.ndarray) -> RigidBA:
+        return RigidBA(landmarks[fkeys][:, cols], weights[fkeys], principal, scale, st.huber_px, focal_prior,
+                       st.focal_prior, points0, mu)
+
+    ba = rigid_ba(rigid_cols, shape0[rigid_cols])
+    sol = ba.solve(rot_f, trans_f, shape0[rigid_cols], focal_prior, st.lm_iters // 2)
+    r_, _ = ba.residuals(sol.rotation, sol.translation, sol.points, np.log(sol.focal))
+    rms = np.sqrt(((r_**2).sum(-1) * weights[fkeys, None]).sum(0) / weights[fkeys].sum())
+    med = float(np.median(rms))
+    keep = rms <= max(st.rigid_keep * med, med + 0.5)
+    rigid_cols = rigid_cols[keep]
+    sol = rigid_ba(rigid_cols, shape0[rigid_cols]).solve(sol.rotation, sol.translation, sol.points[keep],
+                                                         sol.focal, st.lm_iters)
+    focal = sol.focal
+    # every landmark's mean position, triangulated from those poses; then canonical head space
+    r_al, s_al, t_al = _umeyama(shape0[rigid_cols], sol.points)
+    start = s_al * shape0 @ r_al.T + t_al
+    start[rigid_cols] = sol.points
+    shape_ba = rigid_ba(all_cols, start).refine_points(sol.rotation, sol.translation, start, focal)
+    shape1, q, o, sc = canonicalise(shape_ba, topo)
+    rigid = np.isin(all_cols, rigid_cols)
+    log.debug("tracker: focal %.1f px (prior %.1f), %d rigid landmarks", focal, focal_prior, len(rigid_cols))
+
+    # per-frame PnP at that focal; frames without data copy their nearest neighbour
+    k1 = _intrinsics(focal, *principal)
     rots, trans = np.zeros((n, 3, 3)), np.zeros((n, 3))
     have = np.flatnonzero(weights > 0)
     for i in have:
-        rots[i], trans[i], _ = _pnp(shape0[rigid], landmarks[i, rigid], k0)
+        rots[i], trans[i], _ = _pnp(shape1[rigid], landmarks[i, rigid], k1)
     nearest = have[np.argmin(np.abs(np.arange(n)[:, None] - have[None]), axis=1)] if len(have) < n else have
     rots, trans = rots[nearest], trans[nearest]
     r0 = _mean_rotation(rots[have])
     w_init = np.stack([cv2.Rodrigues(r @ r0.T)[0].ravel() for r in rots])
     z = np.maximum(trans[:, 2], 1e-3)
-    a_init, s_init = trans[:, :2] / z[:, None], np.log(focal_prior / z)
-    scale = REF_SIZE / max(w_img, h_img)
+    a_init, s_init = trans[:, :2] / z[:, None], np.log(focal / z)
+    phi = torch.tensor(float(np.log(focal)), dtype=torch.float64)
 
-    def problem(idx: np.ndarray, cols: np.ndarray) -> _Problem:
-        pb = _Problem(landmarks[idx], weights[idx], cols, principal, scale, fps * len(idx) / n, st, shape0,
-                      rigid, r0)
-        pb.log_focal_prior = float(np.log(focal_prior))
-        return pb
+    def problem(idx: np.ndarray, cols: np.ndarray, dtype=None) -> _Problem:
+        return _Problem(landmarks[idx], weights[idx], cols, principal, scale, fps * len(idx) / n, st, shape1,
+                        rigid, r0, dtype)
 
-    # 1) rigid fit on the keyframes (all frames for short clips), with the focal free; landmarks of the
-    # rigid set that still move on their own (forehead with the brows, cheeks with smiles) are dropped
+    # 2) rigid fit on the keyframes (all frames for short clips) at that focal
     keys = _spread(np.arange(n), st.max_keyframes)
-    pk = _Params(w_init[keys], a_init[keys], s_init[keys], shape0)
-    phi = torch.tensor(float(np.log(focal_prior)), dtype=torch.float64, requires_grad=True)
+    pk = _Params(w_init[keys], a_init[keys], s_init[keys], shape1)
     prob = problem(keys, rigid_cols)
-    _lbfgs(pk.tensors() + [phi], lambda: prob.cost(pk, phi), st.rigid_iters // 3, "tracking: rigid")
-    with torch.no_grad():
-        uv, _ = prob.project(pk, phi)
-        sq = ((uv - prob.lm) ** 2).sum(-1)
-        rms = torch.sqrt((sq * prob.fw[:, None]).sum(0) / prob.fw.sum()).numpy()
-    med = float(np.median(rms))
-    rigid_cols = rigid_cols[rms <= max(st.rigid_keep * med, med + 0.5 / scale)]
-    rigid = np.isin(all_cols, rigid_cols)
-    prob = problem(keys, rigid_cols)
-    _lbfgs(pk.tensors() + [phi], lambda: prob.cost(pk, phi), st.rigid_iters, "tracking: rigid")
-    focal = float(torch.exp(phi.detach()))
-    phi = phi.detach()
-    log.debug("tracker: focal %.1f px (prior %.1f), %d rigid landmarks", focal, focal_prior, len(rigid_cols))
+    _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.rigid_iters, "tracking: rigid")
 
-    # 2) full fit with the expression basis (focal fixed)
+    # 3) full fit with the expression basis, then the frames between keyframes with the model fixed
     prob = problem(keys, all_cols)
     basis0, expr0 = _init_expression(prob, pk, phi, weights[keys] > 0, st.n_expr)
     pk = _Params(pk.numpy("w"), pk.numpy("a"), pk.numpy("s"), pk.numpy("shape"), pk.numpy("kappa"), basis0,
                  expr0)
     _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.full_iters, "tracking: full")
-    if len(keys) < n:  # the other frames, with the model fixed, from interpolated keyframe poses
+    if len(keys) < n:
+        # float32 and every other non-rigid landmark: the longest stage, and well conditioned by now
+        f32 = torch.float32
+        cols = np.union1d(rigid_cols, np.setdiff1d(all_cols, rigid_cols)[::2])
         pa = _Params(*(_interp_rows(keys, pk.numpy(k), n) for k in ("w", "a", "s")), pk.numpy("shape"),
-                     pk.numpy("kappa"), pk.numpy("basis"), _interp_rows(keys, pk.numpy("expr"), n))
+                     pk.numpy("kappa"), pk.numpy("basis"), _interp_rows(keys, pk.numpy("expr"), n), dtype=f32)
+        prob = problem(np.arange(n), cols, f32)
+        phi32 = phi.to(f32)
+        _lbfgs(pa.tensors(model=False), lambda: prob.cost(pa, phi32), st.all_iters, "tracking: all frames")
+        pk = _Params(*(pa.numpy(k) for k in ("w", "a", "s", "shape", "kappa", "basis", "expr")))
         prob = problem(np.arange(n), all_cols)
-        _lbfgs(pa.tensors(model=False), lambda: prob.cost(pa, phi), st.full_iters, "tracking: all frames")
-        pk = pa
 
     with torch.no_grad():
         uv, rot = prob.project(pk, phi)

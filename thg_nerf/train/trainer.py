@@ -204,6 +204,12 @@ def _write_new_run(run_dir: Path, ds: Dataset, cfg: Config, info: dict) -> None:
         (tmp / ckpt.CKPT_DIR).mkdir()
 
 
+def resume_iters(run_dir: str | Path) -> int:
+    """``train.iters`` saved in a run (what ``--resume`` without ``--iters`` trains to)."""
+    ckpt.read_run_info(run_dir)
+    return int(ckpt.read_run_config(run_dir).train.iters)
+
+
 def _resume_config(run_dir: Path, cfg: Config) -> Config:
     """The run's saved config, with this session's ``train.iters`` and ``train.max_minutes``."""
     saved = ckpt.read_run_config(run_dir)

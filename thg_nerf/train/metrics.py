@@ -1,0 +1,143 @@
+"""Image and lip-sync metrics for evaluation: PSNR, SSIM, lip landmark distance (LMD) and a sync proxy.
+
+Images are float arrays/tensors in [0, 1], ``[H, W, 3]``.
+
+- **LMD**: mean Euclidean distance between the mediapipe face-mesh lip landmarks (``FACEMESH_LIPS``, 40
+  points) of a render and of the ground truth, in pixels of a 512-pixel-wide frame (images are upscaled to
+  512 for detection and distances are measured at that scale).
+- **Sync proxy**: SyncNet weights cannot be fetched offline, so lip sync is measured as the lag of the peak
+  normalised cross-correlation between a *mouth-opening series* of the rendered frames (inner-lip gap over
+  mouth width from landmarks, or, without mediapipe/faces, the fraction of dark pixels in the mouth box)
+  and the *audio RMS envelope* of the same frames. ``offset_frames`` > 0 means the mouth lags the audio.
+  ``confidence`` is peak minus median correlation over the lags searched (like SyncNet's confidence, a
+  value near 0 means no sync). It is a proxy: a mouth that opens with loudness scores well even if the
+  visemes are wrong.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LMD_SIZE = 512
+#: Inner-lip midpoints (upper, lower) and mouth corners in the mediapipe face-mesh numbering.
+INNER_UPPER, INNER_LOWER, CORNER_R, CORNER_L = 13, 14, 61, 291
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two images in [0, 1]."""
+    mse = float(torch.mean((a.float() - b.float()) ** 2))
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    g = g / g.sum()
+    return (g[:, None] * g[None, :]).float()
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Mean SSIM (Gaussian 11x11, sigma 1.5, per channel, valid region) of two [H, W, 3] images in [0, 1]."""
+    x = a.float().permute(2, 0, 1)[None].cpu()
+    y = b.float().permute(2, 0, 1)[None].cpu()
+    c = x.shape[1]
+    win = _gaussian_window().to(x)[None, None].expand(c, 1, -1, -1)
+    if min(x.shape[-2:]) < win.shape[-1]:
+        win = win[..., : min(x.shape[-2:]), : min(x.shape[-2:])]
+        win = win / win.sum(dim=(-1, -2), keepdim=True)
+
+    def filt(z: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(z, win, groups=c)
+
+    mu_x, mu_y = filt(x), filt(y)
+    sxx = filt(x * x) - mu_x**2
+    syy = filt(y * y) - mu_y**2
+    sxy = filt(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return float(s.mean())
+
+
+class LipLandmarker:
+    """Mediapipe face-mesh lip landmarks at 512-pixel scale (raises MissingDependencyError without mediapipe)."""
+
+    def __init__(self) -> None:
+        try:
+            import mediapipe as mp
+        except ImportError:
+            from thg_nerf.errors import MissingDependencyError
+
+            raise MissingDependencyError("mediapipe", "preprocess", "lip landmark distance") from None
+        fm = mp.solutions.face_mesh
+        self.lips = sorted({i for edge in fm.FACEMESH_LIPS for i in edge})
+        self._mesh = fm.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=False)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """Landmarks [478 or 468, 2] in pixels of the image resized to 512 wide (None: no face)."""
+        from PIL import Image
+
+        h, w = image.shape[:2]
+        size = (LMD_SIZE, max(1, round(h * LMD_SIZE / w)))
+        img = np.asarray(Image.fromarray(image).resize(size, Image.BICUBIC)) if (w, h) != size else image
+        res = self._mesh.process(np.ascontiguousarray(img))
+        if not res.multi_face_landmarks:
+            return None
+        lm = res.multi_face_landmarks[0].landmark
+        return np.array([[p.x * size[0], p.y * size[1]] for p in lm], dtype=np.float32)
+
+    def close(self) -> None:
+        self._mesh.close()
+
+
+def lip_distance(lm_a: np.ndarray, lm_b: np.ndarray, lips: list[int]) -> float:
+    """Mean distance (pixels at 512 scale) between the lip landmarks of two faces."""
+    return float(np.linalg.norm(lm_a[lips] - lm_b[lips], axis=-1).mean())
+
+
+def mouth_opening_landmarks(lm: np.ndarray) -> float:
+    """Inner-lip gap over mouth width (dimensionless)."""
+    width = np.linalg.norm(lm[CORNER_L] - lm[CORNER_R])
+    return float(np.linalg.norm(lm[INNER_LOWER] - lm[INNER_UPPER]) / max(width, 1e-6))
+
+
+def mouth_opening_dark(image: np.ndarray, box: np.ndarray) -> float:
+    """Fraction of dark pixels in the mouth box [x0, y0, x1, y1] of a uint8 image (mouth-interior proxy).
+
+    "Dark" is below half the box's 90th-percentile luminance, so it adapts to skin tone and lighting.
+    """
+    h, w = image.shape[:2]
+    x0, y0 = max(0, int(math.floor(box[0]))), max(0, int(math.floor(box[1])))
+    x1, y1 = min(w, int(math.ceil(box[2]))), min(h, int(math.ceil(box[3])))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return 0.0
+    lum = image[y0:y1, x0:x1].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return float((lum < 0.5 * np.percentile(lum, 90)).mean())
+
+
+def sync_offset(mouth: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict:
+    """Peak lag and confidence of the normalised cross-correlation of two per-frame series.
+
+    ``corr(k) = mean_t z_m[t] * z_e[t - k]`` for ``|k| <= max_lag`` (z = zero-mean, unit-variance). Returns
+    ``{"offset_frames": k*, "confidence": corr(k*) - median_k corr(k), "peak_corr": corr(k*)}`` or Nones
+    when a series is constant or too short.
+    """
+    m = np.asarray(mouth, dtype=np.float64)
+    e = np.asarray(envelope, dtype=np.float64)
+    n = min(len(m), len(e))
+    max_lag = int(min(max_lag, n // 3))
+    if n < 4 or m[:n].std() < 1e-9 or e[:n].std() < 1e-9:
+        return {"offset_frames": None, "confidence": None, "peak_corr": None}
+    zm = (m[:n] - m[:n].mean()) / m[:n].std()
+    ze = (e[:n] - e[:n].mean()) / e[:n].std()
+    lags = list(range(-max_lag, max_lag + 1))
+    corr = []
+    for k in lags:
+        a, b = (zm[k:], ze[: n - k]) if k >= 0 else (zm[: n + k], ze[-k:])
+        corr.append(float(np.mean(a * b)))
+    best = int(np.argmax(corr))
+    return {"offset_frames": lags[best], "confidence": round(corr[best] - float(np.median(corr)), 4),
+            "peak_corr": round(corr[best], 4)}
