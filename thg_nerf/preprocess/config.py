@@ -10,7 +10,7 @@ class PreprocessConfig:
     """How ``thg-nerf preprocess`` turns a video into a dataset directory."""
 
     size: int = 512
-    """Output frame size in pixels (square) when cropping; with ``crop='none'`` the long side is kept."""
+    """Output frame size in pixels (square) when cropping; with ``crop='none'`` the long side (aspect kept)."""
     crop: str = "auto"
     """``auto``: one stable square around head and shoulders for the whole clip; ``none``: keep the frame."""
     fps: float | None = None

@@ -85,15 +85,16 @@ class MediapipeLandmarker:
             self._mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces,
                                                          refine_landmarks=True, min_detection_confidence=0.5,
                                                          min_tracking_confidence=0.5)
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))  # wait for the models to load (and log)
         self._first = True
 
     def __call__(self, frame: np.ndarray) -> list[np.ndarray]:
         """Landmarks [478, 3] (x px, y px, relative z) of each face found."""
         h, w = frame.shape[:2]
-        if self._first:
+        if self._first:  # the landmark model loads (and logs) when the first face turns up
             with quiet_native_stderr():
                 res = self._mesh.process(frame)
-            self._first = False
+            self._first = not res.multi_face_landmarks
         else:
             res = self._mesh.process(frame)
         faces = []

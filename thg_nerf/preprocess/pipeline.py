@@ -256,6 +256,10 @@ def _step_features(ctx: _Context) -> None:
     from thg_nerf.audio.io import load_audio
 
     wave = load_audio(ctx.work.root / FILES["audio"], sr=SAMPLE_RATE)
+    gap = len(wave) / SAMPLE_RATE - ctx.n_frames / ctx.fps
+    if abs(gap) > 0.5:
+        log.warning("the audio is %.1f s %s than the video; features past its end are silence", abs(gap),
+                    "longer" if gap > 0 else "shorter")
     feats = extract_features(wave, SAMPLE_RATE, ctx.fps, ctx.n_frames, ctx.cfg.audio_features)
     tmp = ctx.work.root / "audio_features.tmp.npy"
     np.save(tmp, feats.astype(np.float16))

@@ -11,7 +11,7 @@ from thg_nerf.dataset import LABELS, Intrinsics, decode_mask
 from thg_nerf.log import progress
 from thg_nerf.utils.video import VideoWriter, iter_frames
 
-PREVIEW_SIZE = 320
+PREVIEW_SIZE = 256
 #: Tint per label (RGB) and its opacity.
 TINTS = {LABELS["head"]: (255, 60, 60), LABELS["neck"]: (60, 220, 60), LABELS["torso"]: (70, 110, 255)}
 TINT_ALPHA = 0.3
@@ -35,10 +35,9 @@ def write_preview(path: Path, frames_path: Path, masks_path: Path, audio_path: P
     pw, ph = preview_size((intr.w, intr.h))
     s = pw / intr.w
     filt = f"scale={pw}:{ph}:flags=area"
-    tint = np.zeros((len(LABELS), 3), np.float32)
+    tint = np.zeros((256, 3), np.uint8)  # label -> colour lookup (0 = untinted)
     for label, rgb in TINTS.items():
         tint[label] = rgb
-    has_tint = np.array([label in TINTS for label in range(len(LABELS))])
     k = intr.matrix() * np.array([[s], [s], [1.0]])
     axes = np.array([[0, 0, 0], [AXIS_DM, 0, 0], [0, AXIS_DM, 0], [0, 0, AXIS_DM]], np.float64)
     colours = ((255, 0, 0), (0, 255, 0), (0, 128, 255))
@@ -48,11 +47,9 @@ def write_preview(path: Path, frames_path: Path, masks_path: Path, audio_path: P
         for i, (frame, mask) in enumerate(progress(pairs, total=len(landmarks), desc="preview", unit="frame")):
             if i >= len(landmarks):
                 break
-            img = frame.astype(np.float32)
             labels = decode_mask(mask)
-            sel = has_tint[labels]
-            img[sel] = (1 - TINT_ALPHA) * img[sel] + TINT_ALPHA * tint[labels[sel]]
-            img = np.clip(img, 0, 255).astype(np.uint8)
+            blend = cv2.addWeighted(frame, 1 - TINT_ALPHA, tint[labels], TINT_ALPHA, 0.0)
+            img = np.where((labels > 0)[..., None], blend, frame)
             if state[i] < 2:
                 pts = np.round(landmarks[i] * s).astype(int)
                 ok = (pts[:, 0] >= 0) & (pts[:, 0] < pw) & (pts[:, 1] >= 0) & (pts[:, 1] < ph)

@@ -70,12 +70,13 @@ def eye_aspect_ratio(landmarks: np.ndarray, topo: Topology) -> np.ndarray:
 def blink_signal(ear: np.ndarray, use: np.ndarray) -> np.ndarray:
     """Eye closure in [0, 1] (1 = closed) from the eye aspect ratio, normalised per clip.
 
-    Open = 90th percentile of the ratio over ``use`` frames; closed = the 1st percentile, but at most half
-    the open value (so a clip without blinks does not stretch noise to full range).
+    Open = 90th percentile of the ratio over ``use`` frames; closed = the mean of its lowest 0.5 % (at
+    least one frame), but at most half the open value (so a clip without blinks does not stretch landmark
+    noise to the full range).
     """
-    vals = ear[use] if np.any(use) else ear
+    vals = np.sort(ear[use] if np.any(use) else ear)
     open_ = float(np.percentile(vals, 90))
-    closed = min(float(np.percentile(vals, 1)), 0.5 * open_)
+    closed = min(float(vals[:max(1, round(0.005 * len(vals)))].mean()), 0.5 * open_)
     return np.clip((open_ - ear) / max(open_ - closed, 1e-6), 0.0, 1.0).astype(np.float32)
 
 

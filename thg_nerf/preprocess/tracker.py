@@ -443,7 +443,7 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     have = np.flatnonzero(weights > 0)
     for i in have:
         rots[i], trans[i], _ = _pnp(shape1[rigid], landmarks[i, rigid], k1)
-    nearest = have[np.argmin(np.abs(np.arange(n)[:, None] - have[None]), axis=1)] if len(have) < n else have
+    nearest = _nearest(have, n)
     rots, trans = rots[nearest], trans[nearest]
     r0 = _mean_rotation(rots[have])
     w_init = np.stack([cv2.Rodrigues(r @ r0.T)[0].ravel() for r in rots])
@@ -497,6 +497,14 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     return TrackResult(rotation=rot @ q.T, translation=s * (trans + np.einsum("nij,j->ni", rot, o)),
                        focal=focal, shape=canon, basis=s * basis @ q.T, expression=expr, residuals=res,
                        rigid=rigid)
+
+
+def _nearest(have: np.ndarray, n: int) -> np.ndarray:
+    """For each of n frames, the nearest index in the sorted array ``have``."""
+    t = np.arange(n)
+    hi = np.clip(np.searchsorted(have, t), 0, len(have) - 1)
+    lo = np.clip(hi - 1, 0, len(have) - 1)
+    return np.where(np.abs(have[lo] - t) <= np.abs(have[hi] - t), have[lo], have[hi])
 
 
 def _spread(idx: np.ndarray, k: int) -> np.ndarray:

@@ -124,11 +124,11 @@ class TalkingHead:
         n = int(round(wave.size / sr * fps))
         if n <= 0:
             raise ThgError(f"audio is too short to render a frame ({wave.size / sr * 1000:.1f} ms at {fps:g} fps)")
-        feats = self._features(wave, sr, fps, n, features)
+        out_size = self.output_size(size)
         path = self._poses(poses, n, fps, pose_options)
         eyes = blink_signal(blink, n, fps, self.run.train_eye, self.fps, seed=seed)
-        out_size = self.output_size(size)
         background = make_background(bg, self.run.background, out_size)
+        feats = self._features(wave, sr, fps, n, features)  # the costliest step last: bad inputs fail fast
         return RenderPlan(n, fps, out_size, feats, path, eyes, background)
 
     def _features(self, wave: np.ndarray, sr: int, fps: float, n: int, features: np.ndarray | None) -> np.ndarray:
