@@ -9,7 +9,7 @@ pytest.importorskip("mediapipe")
 
 from thg_nerf.preprocess import signals  # noqa: E402
 from thg_nerf.preprocess.topology import mediapipe_topology  # noqa: E402
-from thg_nerf.preprocess.tracker import INTEROCULAR_DM, TrackResult, track_head  # noqa: E402
+from thg_nerf.preprocess.tracker import INTEROCULAR_DM, TrackerSettings, TrackResult, track_head  # noqa: E402
 from thg_nerf.testing.landmarks import SyntheticLandmarks, synthetic_sequence  # noqa: E402
 
 
@@ -97,3 +97,15 @@ def test_tracker_frames_without_data():
     err = _angle_deg(np.einsum("nij,jk,nlk->nil", res.rotation, q, seq.rotation))
     assert err[weights > 0].max() < 1.0
     assert err[60:90].max() < 15.0  # interpolated through the gap, not thrown anywhere
+
+
+def test_tracker_keyframes_then_all_frames():
+    """Long clips fit the model on keyframes, then every frame by Gauss-Newton + smoothing."""
+    seq = synthetic_sequence(n_frames=240, seed=4)
+    st = TrackerSettings(max_keyframes=60)
+    res = track_head(seq.landmarks, seq.z_rel, np.ones(240), (seq.w, seq.h), (seq.cx, seq.cy),
+                     mediapipe_topology(), seq.fps, st)
+    q = _gauge_rotation(res, seq)
+    err = _angle_deg(np.einsum("nij,jk,nlk->nil", res.rotation, q, seq.rotation))
+    assert err.max() < 1.0 and abs(res.focal / seq.focal - 1) < 0.05
+    assert np.nanmean(res.residuals) < 1.5

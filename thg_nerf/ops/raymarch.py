@@ -119,7 +119,8 @@ def march_step_torch(rays_o: torch.Tensor, rays_d: torch.Tensor, t: torch.Tensor
     most ``64 * n_steps`` steps are scanned per call.
     """
     n_rays = rays_o.shape[0]
-    scan = 64 * n_steps
+    remaining = int(((t_far - t).clamp_min(0).max() / step_size).item()) + 1 if n_rays else 1
+    scan = min(64 * n_steps, remaining)  # steps past every ray's t_far can never be kept
     k = torch.arange(scan, device=rays_o.device, dtype=rays_o.dtype)
     t0 = t[:, None] + k[None] * step_size
     pts = rays_o[:, None] + rays_d[:, None] * (t0 + 0.5 * step_size)[..., None]

@@ -58,18 +58,20 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def find_main_face(video: str | Path, info: VideoInfo) -> FaceTrack:
+def find_main_face(video: str | Path, info: VideoInfo, size: tuple[int, int]) -> FaceTrack:
     """Detect faces on up to MAX_SAMPLES frames and keep the main speaker's track.
 
-    Detections are linked into tracks by box overlap; the main speaker is the track with the largest
-    sum of box area x confidence (big and present most of the time). ThgError when no face is found.
+    ``size`` is the source frame size as displayed (after any rotation metadata). Detections are linked
+    into tracks by box overlap; the main speaker is the track with the largest sum of box area x
+    confidence (big and present most of the time). ThgError when no face is found.
     """
     from thg_nerf.preprocess.models import FaceDetector
 
+    src_w, src_h = size
     duration = max(info.duration, 1.0 / info.fps)
     rate = float(np.clip(MAX_SAMPLES / duration, 0.5, 5.0))
-    scale = min(1.0, DETECT_SIZE / max(info.width, info.height))
-    filters = f"scale={_even(info.width * scale)}:{_even(info.height * scale)}" if scale < 1 else None
+    scale = min(1.0, DETECT_SIZE / max(src_w, src_h))
+    filters = f"scale={_even(src_w * scale)}:{_even(src_h * scale)}"
     detector = FaceDetector()
     tracks: list[dict] = []
     n_samples = max_faces = 0
@@ -78,7 +80,7 @@ def find_main_face(video: str | Path, info: VideoInfo) -> FaceTrack:
         for k, frame in enumerate(progress(frames, total=int(duration * rate) + 1, desc="finding the face",
                                            unit="frame")):
             n_samples += 1
-            sx, sy = info.width / frame.shape[1], info.height / frame.shape[0]
+            sx, sy = src_w / frame.shape[1], src_h / frame.shape[0]
             dets = detector(frame)
             max_faces = max(max_faces, len(dets))
             t = k / rate

@@ -120,11 +120,11 @@ def _run(video: Path, out: Path, cfg: PreprocessConfig, info: VideoInfo, audio_p
     work.step("audio", key_audio, lambda: _step_audio(work.root, audio_path or video))
 
     # 2) main speaker + crop
+    src_w, src_h = (info.height, info.width) if info.rotate % 180 == 90 else (info.width, info.height)
     key_detect = work.key("detect", vid_id)
     work.step("detect", key_detect, lambda: write_json(
-        work.root / "detect.json", crop_mod.find_main_face(video, info).to_json()))
+        work.root / "detect.json", crop_mod.find_main_face(video, info, (src_w, src_h)).to_json()))
     track2d = crop_mod.FaceTrack.from_json(read_json(work.root / "detect.json"))
-    src_w, src_h = (info.height, info.width) if info.rotate in (90, 270) else (info.width, info.height)
     if cfg.crop == "auto":
         ctx.crop = crop_mod.auto_crop(track2d, src_w, src_h)
         x0, y0, side = ctx.crop
@@ -213,7 +213,7 @@ def _step_track(ctx: _Context, scan) -> None:
     topo = get_topology(cfg.landmarks)
     crop_side = ctx.crop[2] if ctx.crop else max(ctx.info.width, ctx.info.height)
     # prior focal: the tracker's usual field of view across the source frame's width, in output pixels
-    src_w = ctx.info.height if ctx.info.rotate in (90, 270) else ctx.info.width
+    src_w = ctx.info.height if ctx.info.rotate % 180 == 90 else ctx.info.width
     fov = np.deg2rad(TrackerSettings().prior_fov_deg)
     focal_prior = 0.5 * src_w / np.tan(fov / 2) * (max(ctx.size) / crop_side)
     res = track_head(lm[..., :2], lm[..., 2], weights, ctx.size, ctx.principal, topo, ctx.fps,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from thg_nerf.log import get_logger, progress
-from thg_nerf.preprocess.rigid_ba import RigidBA
+from thg_nerf.preprocess.bundle import RigidBA, fit_frames
 from thg_nerf.preprocess.topology import Topology
 
 log = get_logger(__name__)
@@ -75,7 +75,7 @@ class TrackerSettings:
     median + 0.5 px) are dropped."""
     rigid_iters: int = 200
     full_iters: int = 200
-    all_iters: int = 100
+    all_iters: int = 60
     max_keyframes: int = 300
     """Shape and basis are estimated on at most this many frames; the rest follow with them fixed."""
     focal_keyframes: int = 100
@@ -468,11 +468,25 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
                  expr0)
     _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.full_iters, "tracking: full")
     if len(keys) < n:
-        # float32 and every other non-rigid landmark: the longest stage, and well conditioned by now
+        # start from the keyframe solution interpolated plus the per-frame detail of the PnP poses, solve
+        # each frame's pose and expression by Gauss-Newton, then smooth them all together
+        detail = [v - _interp_rows(keys, v[keys], n) for v in (w_init, a_init, s_init)]
+        kappa = float(pk.kappa.detach())
+        w_eff = _interp_rows(keys, pk.rotation_vectors().detach().numpy(), n) + detail[0]
+        a0 = _interp_rows(keys, pk.numpy("a"), n) + detail[1]
+        z0 = focal / np.exp(_interp_rows(keys, pk.numpy("s"), n) + detail[2])
+        shape_m, basis_m = pk.model_shape().detach().numpy(), pk.numpy("basis")
+        lam = st.expr_prior + st.rigid_expr_prior * rigid
+        rot, trans, expr = fit_frames(landmarks, weights, _rotvec_to_matrix(w_eff) @ r0,
+                                      np.concatenate([a0 * z0[:, None], z0[:, None]], axis=1),
+                                      _interp_rows(keys, pk.numpy("expr"), n), shape_m, basis_m, lam, focal,
+                                      principal, scale, st.huber_px)
+        w_eff = _matrix_to_rotvec(rot @ r0.T)
+        # the smoothing pass in float32 on every other non-rigid landmark: the longest stage
         f32 = torch.float32
         cols = np.union1d(rigid_cols, np.setdiff1d(all_cols, rigid_cols)[::2])
-        pa = _Params(*(_interp_rows(keys, pk.numpy(k), n) for k in ("w", "a", "s")), pk.numpy("shape"),
-                     pk.numpy("kappa"), pk.numpy("basis"), _interp_rows(keys, pk.numpy("expr"), n), dtype=f32)
+        pa = _Params(w_eff * np.array([np.exp(kappa), np.exp(kappa), 1.0]), trans[:, :2] / trans[:, 2:3],
+                     np.log(focal / trans[:, 2]), pk.numpy("shape"), kappa, basis_m, expr, dtype=f32)
         prob = problem(np.arange(n), cols, f32)
         phi32 = phi.to(f32)
         _lbfgs(pa.tensors(model=False), lambda: prob.cost(pa, phi32), st.all_iters, "tracking: all frames")
@@ -497,6 +511,18 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     return TrackResult(rotation=rot @ q.T, translation=s * (trans + np.einsum("nij,j->ni", rot, o)),
                        focal=focal, shape=canon, basis=s * basis @ q.T, expression=expr, residuals=res,
                        rigid=rigid)
+
+
+def _rotvec_to_matrix(w: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(w).as_matrix()
+
+
+def _matrix_to_rotvec(r: np.ndarray) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_matrix(r).as_rotvec()
 
 
 def _nearest(have: np.ndarray, n: int) -> np.ndarray:

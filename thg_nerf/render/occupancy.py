@@ -27,6 +27,15 @@ class OccupancyGrid(nn.Module):
         self.register_buffer("density", torch.zeros(g**3))
         self.register_buffer("occ", torch.ones(g, g, g, dtype=torch.bool))
 
+    def occupied_aabb(self) -> torch.Tensor:
+        """Bounding box [6] of the occupied cells (rays outside it need no samples); the full box if none."""
+        idx = self.occ.nonzero()
+        if idx.numel() == 0:
+            return self.aabb
+        lo, hi = self.aabb[:3], self.aabb[3:]
+        cell = (hi - lo) / self.resolution
+        return torch.cat([lo + idx.amin(0) * cell, lo + (idx.amax(0) + 1) * cell])
+
     @property
     def occupied_fraction(self) -> float:
         return float(self.occ.float().mean())
@@ -45,7 +54,5 @@ class OccupancyGrid(nn.Module):
         pts = lo + (cells + u) / g * (hi - lo)
         new = torch.cat([density_fn(pts[i:i + chunk]).float() for i in range(0, pts.shape[0], chunk)])
         new = (new * step_size).clamp_min(0.0)
-        mean = float(self.density.mean())
-        thresh = min(threshold, mean) if mean > 0 else threshold
-        occ = update_occupancy(self.density, new, decay=decay, threshold=thresh)
+        occ = update_occupancy(self.density, new, decay=decay, threshold=threshold)
         self.occ.copy_(occ.view(g, g, g))

@@ -57,7 +57,7 @@ def render_head_train(field: HeadField, grid: OccupancyGrid, rays_o: torch.Tenso
     Returns ``rgb`` [R, 3] (premultiplied), ``acc`` [R] (opacity), ``n_samples`` and ``n_kept`` (0-dim).
     """
     n_rays = rays_o.shape[0]
-    t_near, t_far = ray_aabb_intersect(rays_o, rays_d, grid.aabb)
+    t_near, t_far = ray_aabb_intersect(rays_o, rays_d, grid.occupied_aabb())
     s = march_rays(rays_o, rays_d, t_near, t_far, grid.occ, grid.aabb, step_size, max_samples, jitter)
     ri, t0, t1 = s.ray_indices, s.t_starts, s.t_ends
     n_samples = torch.tensor(ri.numel())
@@ -90,7 +90,7 @@ def render_head_inference(field: HeadField, grid: OccupancyGrid, rays_o: torch.T
     """
     n_rays = rays_o.shape[0]
     dev = rays_o.device
-    t_near, t_far = ray_aabb_intersect(rays_o, rays_d, grid.aabb)
+    t_near, t_far = ray_aabb_intersect(rays_o, rays_d, grid.occupied_aabb())
     rgb = torch.zeros(n_rays, 3, device=dev)
     depth = torch.zeros(n_rays, device=dev)
     trans = torch.ones(n_rays, device=dev)

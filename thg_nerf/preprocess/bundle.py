@@ -1,4 +1,7 @@
-"""Rigid bundle adjustment by Levenberg-Marquardt with a Schur complement (numpy).
+"""Second-order bundle-adjustment steps in numpy: the rigid Levenberg-Marquardt stage and per-frame
+Gauss-Newton with the model fixed.
+
+Rigid bundle adjustment by Levenberg-Marquardt with a Schur complement (:class:`RigidBA`).
 
 Unknowns: per-frame head-to-camera rotation ``R_f`` and translation ``t_f``, per-landmark 3D point ``X_j``
 (head space) and one log-focal ``phi``. Residuals: reprojection errors in 512-pixel units with IRLS Huber
@@ -175,3 +178,60 @@ class RigidBA:
             g = np.einsum("nlai,nl,nla->li", jp, om, r) + self.mu * (pts - self.x0)
             pts -= np.einsum("lij,lj->li", np.linalg.inv(v), g)
         return pts
+
+
+def _projection_jacobian(cam: np.ndarray, focal: float, scale: float) -> np.ndarray:
+    """d(uv)/d(camera point) [..., 2, 3] in 512-px units."""
+    x, y, z = cam[..., 0], cam[..., 1], np.maximum(cam[..., 2], 1e-6)
+    p = np.zeros(cam.shape[:-1] + (2, 3))
+    p[..., 0, 0] = p[..., 1, 1] = focal / z
+    p[..., 0, 2] = -focal * x / z**2
+    p[..., 1, 2] = -focal * y / z**2
+    return p * scale
+
+
+def fit_frames(obs: np.ndarray, frame_w: np.ndarray, rot: np.ndarray, trans: np.ndarray, expr: np.ndarray,
+               shape: np.ndarray, basis: np.ndarray, lam: np.ndarray, focal: float,
+               principal: tuple[float, float], scale: float, huber: float, iters: int = 4,
+               chunk: int = 256) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame Gauss-Newton (IRLS Huber) of pose and expression with the model fixed.
+
+    obs [N, L, 2] pixels; rot [N, 3, 3], trans [N, 3], expr [N, K]; shape [L, 3], basis [K, L, 3];
+    lam [L] weights of the expression offsets (cost ``1e4 * sum lam |offset|^2 + 1e-3 |e|^2``, as in the
+    tracker). Frames are independent here (no smoothness), so each solves an 6+K system; processed in chunks
+    to bound memory. Returns updated (rot, trans, expr).
+    """
+    rot, trans, expr = rot.copy(), trans.copy(), expr.copy()
+    n, n_l = obs.shape[:2]
+    k = basis.shape[0]
+    c = np.asarray(principal, np.float64)
+    reg = 2e4 * np.einsum("kli,l,mli->km", basis, lam, basis) + 2e-3 * np.eye(k)  # prior Hessian [K, K]
+    for a in range(0, n, chunk):
+        sl = slice(a, min(a + chunk, n))
+        r_, t_, e_ = rot[sl], trans[sl], expr[sl]
+        om_f = frame_w[sl]
+        for _ in range(iters):
+            x = shape[None] + np.einsum("nk,kli->nli", e_, basis)
+            rx = np.einsum("nij,nlj->nli", r_, x)
+            cam = rx + t_[:, None]
+            uv = focal * cam[..., :2] / np.maximum(cam[..., 2:3], 1e-6) + c
+            res = (uv - obs[sl]) * scale
+            norm = np.linalg.norm(res, axis=-1)
+            om = np.where(norm < huber, 1.0, huber / np.maximum(norm, 1e-12))
+            p = _projection_jacobian(cam, focal, scale)
+            rb = np.einsum("nij,kli->nlkj", r_, basis, optimize=True)  # d cam / d e  [n, L, K, 3]
+            jac = np.concatenate([p @ -_skew(rx), p, p @ rb.swapaxes(-1, -2)], axis=-1)  # [n, L, 2, 6+K]
+            sw = np.sqrt(om)[..., None, None]
+            jw = (jac * sw).reshape(len(r_), -1, 6 + k)
+            h = jw.swapaxes(1, 2) @ jw
+            g = (jw.swapaxes(1, 2) @ (res[..., None] * sw).reshape(len(r_), -1, 1))[..., 0]
+            h[:, 6:, 6:] += reg
+            g[:, 6:] += e_ @ reg.T
+            h += 1e-9 * np.eye(6 + k)
+            d = -np.linalg.solve(h, g[..., None])[..., 0]
+            d[om_f <= 0] = 0.0
+            r_ = _exp(d[:, :3]) @ r_
+            t_ = t_ + d[:, 3:6]
+            e_ = e_ + d[:, 6:]
+        rot[sl], trans[sl], expr[sl] = r_, t_, e_
+    return rot, trans, expr
