@@ -6,10 +6,10 @@ Rigid bundle adjustment by Levenberg-Marquardt with a Schur complement (:class:`
 Unknowns: per-frame head-to-camera rotation ``R_f`` and translation ``t_f``, per-landmark 3D point ``X_j``
 (head space) and one log-focal ``phi``. Residuals: reprojection errors in 512-pixel units with IRLS Huber
 weights, a log-normal prior on the focal and a weak prior pulling the points towards their initial shape.
-The normal equations are reduced to the (6 N + 1) camera-and-focal system by eliminating the 3x3 point
+The normal equations are reduced to the (3 L + 1) point-and-focal system by eliminating the 6x6 camera
 blocks, so each iteration is exact second-order (Gauss-Newton) information at the cost of one dense
-solve; this crosses the long, flat valleys (focal vs distance vs depth relief) that first-order methods
-crawl along.
+solve whatever the number of frames; this crosses the long, flat valleys (focal vs distance vs depth
+relief) that first-order methods crawl along.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class RigidBA:
             jf = (r / self.scale + self.obs - self.c) * self.scale  # d(uv)/d(phi) = uv - c
             wr = om[..., None] * r
             # blocks of the normal equations
-            u_blk = np.einsum("nlai,nl,nlaj->nij", jc, om, jc)
+            u_blk = np.einsum("nlai,nl,nlaj->nij", jc, om, jc) + 1e-9 * np.eye(6)  # frames without data stay
             v_blk = np.einsum("nlai,nl,nlaj->lij", jp, om, jp) + self.mu * np.eye(3)
             w_blk = np.einsum("nlai,nl,nlaj->nlij", jc, om, jp)  # [N, L, 6, 3]
             u_f = np.einsum("nlai,nl,nla->ni", jc, om, jf)
@@ -115,38 +115,38 @@ class RigidBA:
                 ud = u_blk + lam * np.einsum("nii->ni", u_blk)[..., None] * np.eye(6)
                 vd = v_blk + lam * np.einsum("lii->li", v_blk)[..., None] * np.eye(3)
                 hf = h_ff * (1 + lam)
-                vinv = np.linalg.inv(vd)
-                # Schur complement on the points: system over y = (cameras [6N], phi)
-                m = 6 * n + 1
-                b = np.zeros((n_l, m, 3))
-                b[:, :6 * n] = w_blk.transpose(1, 0, 2, 3).reshape(n_l, 6 * n, 3)
-                b[:, -1] = v_f
-                yb = b @ vinv  # [L, m, 3]
-                a = -(yb.transpose(1, 0, 2).reshape(m, 3 * n_l) @ b.transpose(1, 0, 2).reshape(m, 3 * n_l).T)
-                idx = np.arange(n)
-                for k in range(6):
-                    for j in range(6):
-                        a[6 * idx + k, 6 * idx + j] += ud[:, k, j]
-                a[:6 * n, -1] += u_f.ravel()
-                a[-1, :6 * n] += u_f.ravel()
+                # Schur complement on the cameras (6x6 blocks): system over z = (points [3L], phi)
+                m = 3 * n_l + 1
+                cm = np.zeros((n, 6, m))
+                cm[:, :, :3 * n_l] = w_blk.transpose(0, 2, 1, 3).reshape(n, 6, 3 * n_l)
+                cm[:, :, -1] = u_f
+                uinv = np.linalg.inv(ud)
+                tm = uinv @ cm  # [N, 6, m]
+                a = -(cm.reshape(6 * n, m).T @ tm.reshape(6 * n, m))
+                idx = np.arange(n_l)
+                for k in range(3):
+                    for j in range(3):
+                        a[3 * idx + k, 3 * idx + j] += vd[:, k, j]
+                a[:3 * n_l, -1] += v_f.ravel()
+                a[-1, :3 * n_l] += v_f.ravel()
                 a[-1, -1] += hf
-                g_y = np.concatenate([g_c.ravel(), [g_f]])
-                rhs = -g_y + np.einsum("lai,li->a", yb, g_p)
+                g_z = np.concatenate([g_p.ravel(), [g_f]])
+                rhs = -g_z + np.einsum("nai,na->i", tm, g_c)
                 if fix_focal:
                     a[-1, :] = 0.0
                     a[:, -1] = 0.0
                     a[-1, -1] = 1.0
                     rhs[-1] = 0.0
                 try:
-                    dy = np.linalg.solve(a, rhs)
+                    dz = np.linalg.solve(a, rhs)
                 except np.linalg.LinAlgError:
-                    dy = np.linalg.lstsq(a, rhs, rcond=None)[0]
-                dp = np.einsum("lij,lj->li", vinv, -g_p - np.einsum("lai,a->li", b, dy))
-                dc = dy[:-1].reshape(n, 6)
+                    dz = np.linalg.lstsq(a, rhs, rcond=None)[0]
+                dc = np.einsum("nij,nj->ni", uinv, -g_c - cm @ dz)
+                dp = dz[:-1].reshape(n_l, 3)
                 rot_n = _exp(dc[:, :3]) @ rot
                 trans_n = trans + dc[:, 3:]
                 pts_n = pts + dp
-                phi_n = phi + dy[-1]
+                phi_n = phi + dz[-1]
                 new = self.cost(rot_n, trans_n, pts_n, phi_n)
                 if new < cost:
                     improvement = (cost - new) / max(cost, 1e-12)

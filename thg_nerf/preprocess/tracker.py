@@ -73,13 +73,10 @@ class TrackerSettings:
     rigid_keep: float = 1.3
     """Rigid-set landmarks whose residual RMS after a first rigid fit exceeds this x the median (and the
     median + 0.5 px) are dropped."""
-    rigid_iters: int = 200
-    full_iters: int = 200
+    full_iters: int = 120
     all_iters: int = 60
     max_keyframes: int = 300
-    """Shape and basis are estimated on at most this many frames; the rest follow with them fixed."""
-    focal_keyframes: int = 100
-    """Frames of the Levenberg-Marquardt stage that sets the rigid landmarks, the focal and the shape."""
+    """Focal, shape and basis are estimated on at most this many frames; the rest follow with them fixed."""
     lm_iters: int = 30
 
 
@@ -390,7 +387,6 @@ def track_head(landmarks: np.ndarray, z_rel: np.ndarray, weights: np.ndarray, si
 
 def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSettings,
            focal_prior: float) -> TrackResult:
-    import cv2
     import torch
 
     n, n_lm = landmarks.shape[:2]
@@ -405,23 +401,30 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     rigid_cols, all_cols = np.flatnonzero(rigid), np.arange(n_lm)
 
     scale = REF_SIZE / max(w_img, h_img)
-    fkeys = _spread(detected, st.focal_keyframes)
+    keys = _spread(np.arange(n), st.max_keyframes)  # all frames of short clips
+    have = np.flatnonzero(weights > 0)
 
-    # 1) focal, rigid set and shape on a few frames by Levenberg-Marquardt: a first rigid fit drops the
-    # "rigid" landmarks that still move on their own (forehead with the brows, cheeks with smiles)
+    # 1) focal, rigid set, shape and keyframe poses by Levenberg-Marquardt (from PnP at the prior focal);
+    # a first fit drops the "rigid" landmarks that still move on their own (forehead with the brows,
+    # cheeks with smiles)
     k0 = _intrinsics(focal_prior, *principal)
-    pnp = [_pnp(shape0[rigid], landmarks[i, rigid], k0) for i in fkeys]
-    rot_f, trans_f = np.stack([p[0] for p in pnp]), np.stack([p[1] for p in pnp])
+    rot_k, trans_k = np.zeros((len(keys), 3, 3)), np.zeros((len(keys), 3))
+    key_have = np.flatnonzero(weights[keys] > 0)
+    for j in key_have:
+        rot_k[j], trans_k[j], _ = _pnp(shape0[rigid], landmarks[keys[j], rigid], k0)
+    near = _nearest(key_have, len(keys))
+    rot_k, trans_k = rot_k[near], trans_k[near]
     mu = 2 * st.shape_prior * 1e4
 
     def rigid_ba(cols: np.ndarray, points0: np.ndarray) -> RigidBA:
-        return RigidBA(landmarks[fkeys][:, cols], weights[fkeys], principal, scale, st.huber_px, focal_prior,
+        return RigidBA(landmarks[keys][:, cols], weights[keys], principal, scale, st.huber_px, focal_prior,
                        st.focal_prior, points0, mu)
 
     ba = rigid_ba(rigid_cols, shape0[rigid_cols])
-    sol = ba.solve(rot_f, trans_f, shape0[rigid_cols], focal_prior, st.lm_iters // 2)
+    sol = ba.solve(rot_k, trans_k, shape0[rigid_cols], focal_prior, st.lm_iters // 2)
     r_, _ = ba.residuals(sol.rotation, sol.translation, sol.points, np.log(sol.focal))
-    rms = np.sqrt(((r_**2).sum(-1) * weights[fkeys, None]).sum(0) / weights[fkeys].sum())
+    wk = weights[keys]
+    rms = np.sqrt(((r_**2).sum(-1) * wk[:, None]).sum(0) / wk.sum())
     med = float(np.median(rms))
     keep = rms <= max(st.rigid_keep * med, med + 0.5)
     rigid_cols = rigid_cols[keep]
@@ -434,19 +437,20 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
     start[rigid_cols] = sol.points
     shape_ba = rigid_ba(all_cols, start).refine_points(sol.rotation, sol.translation, start, focal)
     shape1, q, o, sc = canonicalise(shape_ba, topo)
+    rot_k = sol.rotation @ q.T
+    trans_k = sc * (sol.translation + np.einsum("nij,j->ni", sol.rotation, o))
     rigid = np.isin(all_cols, rigid_cols)
     log.debug("tracker: focal %.1f px (prior %.1f), %d rigid landmarks", focal, focal_prior, len(rigid_cols))
 
-    # per-frame PnP at that focal; frames without data copy their nearest neighbour
+    # per-frame PnP at that focal (the detail between keyframes); frames without data copy their neighbour
     k1 = _intrinsics(focal, *principal)
     rots, trans = np.zeros((n, 3, 3)), np.zeros((n, 3))
-    have = np.flatnonzero(weights > 0)
     for i in have:
         rots[i], trans[i], _ = _pnp(shape1[rigid], landmarks[i, rigid], k1)
     nearest = _nearest(have, n)
     rots, trans = rots[nearest], trans[nearest]
     r0 = _mean_rotation(rots[have])
-    w_init = np.stack([cv2.Rodrigues(r @ r0.T)[0].ravel() for r in rots])
+    w_init = _matrix_to_rotvec(rots @ r0.T)
     z = np.maximum(trans[:, 2], 1e-3)
     a_init, s_init = trans[:, :2] / z[:, None], np.log(focal / z)
     phi = torch.tensor(float(np.log(focal)), dtype=torch.float64)
@@ -455,13 +459,11 @@ def _track(landmarks, z_rel, weights, size, principal, topo, fps, st: TrackerSet
         return _Problem(landmarks[idx], weights[idx], cols, principal, scale, fps * len(idx) / n, st, shape1,
                         rigid, r0, dtype)
 
-    # 2) rigid fit on the keyframes (all frames for short clips) at that focal
-    keys = _spread(np.arange(n), st.max_keyframes)
-    pk = _Params(w_init[keys], a_init[keys], s_init[keys], shape1)
-    prob = problem(keys, rigid_cols)
-    _lbfgs(pk.tensors(), lambda: prob.cost(pk, phi), st.rigid_iters, "tracking: rigid")
+    zk = np.maximum(trans_k[:, 2], 1e-3)
+    pk = _Params(_matrix_to_rotvec(rot_k @ r0.T), trans_k[:, :2] / zk[:, None], np.log(focal / zk), shape1)
 
-    # 3) full fit with the expression basis, then the frames between keyframes with the model fixed
+    # 2) full fit with the expression basis and pose smoothness (L-BFGS), then the frames between
+    # keyframes with the model fixed
     prob = problem(keys, all_cols)
     basis0, expr0 = _init_expression(prob, pk, phi, weights[keys] > 0, st.n_expr)
     pk = _Params(pk.numpy("w"), pk.numpy("a"), pk.numpy("s"), pk.numpy("shape"), pk.numpy("kappa"), basis0,

@@ -409,6 +409,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
         start = int(state["iteration"])
         log.info(f"resuming {run_dir} at iteration {start}/{cfg.train.iters}")
     else:
+        model.occupancy.mark_visible(trainer.c2w, data.intr)
         _write_new_run(run_dir, ds, cfg, info)
         log.info(f"training {run_dir} ({cfg.preset} preset, {cfg.train.iters} iterations, device {dev}, "
                  f"{len(data.train_img)} train / {len(data.val_img)} val frames)")
