@@ -23,8 +23,8 @@ from thg_nerf.dataset import LABELS, encode_mask, masks_writer
 from thg_nerf.log import progress
 from thg_nerf.preprocess.topology import Topology
 
-HAIR_GROWTH = 1.6
-NECK_LENGTH = 0.55
+HAIR_GROWTH = 2.0
+NECK_LENGTH = 0.4
 PERSON_THRESHOLD = 127
 #: Background plate: pixels this fraction of the frame size away from the person count as background.
 BG_MARGIN = 0.02
@@ -43,7 +43,7 @@ def head_and_neck_polygons(lm: np.ndarray, topo: Topology) -> tuple[np.ndarray, 
     """(face oval, grown head outline, neck band) polygons [M, 2] in pixels for one frame's landmarks."""
     oval, centre, up, height = _outline(lm, topo)
     rel = (oval - centre) @ up / (0.5 * height)  # -1 at the chin, +1 at the forehead
-    factor = np.interp(rel, [-1.0, -0.4, 0.1, 1.0], [1.02, 1.02, 1.2, HAIR_GROWTH])
+    factor = np.interp(rel, [-1.0, -0.4, 0.1, 0.6, 1.0], [1.02, 1.02, 1.2, 1.6, HAIR_GROWTH])
     grown = centre + (oval - centre) * factor[:, None]
     jaw_ids = np.flatnonzero(rel < -0.2)
     # the jaw is a contiguous run of the closed outline: rotate it to start after the largest index gap

@@ -10,23 +10,28 @@ a rank-K expression basis ``B`` [K, L, 3] with per-frame coefficients ``e`` [N, 
 loss of the reprojection residuals (in 512-pixel units, so constants do not depend on the frame size),
 second-difference smoothness of the poses, and small priors on the shape and the expressions.
 
-Initialisation: the identity shape is the Procrustes mean of mediapipe's per-frame 3D landmarks
-(x, y in pixels, relative z in the scale of x), scaled so that the eye-contour centroids are
-``INTEROCULAR_DM`` = 0.63 dm apart (the adult mean interpupillary distance, 63 mm); poses come from PnP.
-A rigid stage fits poses, shape and focal on landmarks that barely move with expressions (eyelids, brows,
-irises, lips and everything below the nose tip excluded, then the landmarks that still move on their own
-after a first fit); a full stage adds the expression basis on all landmarks with the focal fixed.
+Stages:
 
-The focal length is only weakly observable (through perspective changes as the head turns), so it has a
-log-normal prior: by default a 30 degree horizontal field of view of the source camera (typical of
-talking-head footage), weight ``focal_prior`` per frame in log units. Clips with real head rotation
-override it (the synthetic oracle recovers its focal to ~1-2 %); near-frontal clips stay close to it.
+1. Initial shape: the Procrustes mean of mediapipe's per-frame 3D landmarks (x, y in pixels, relative z in
+   the scale of x), scaled so that the eye-contour centroids are ``INTEROCULAR_DM`` = 0.63 dm apart (the
+   adult mean interpupillary distance, 63 mm); poses from PnP.
+2. Rigid Levenberg-Marquardt (:mod:`thg_nerf.preprocess.bundle`) on up to ``max_keyframes`` frames: focal,
+   poses and shape of the landmarks that barely move with expressions (eyelids, brows, irises, lips and
+   everything below the nose tip excluded, then those that still move on their own after a first fit).
+   The focal is only weakly observable (through perspective changes as the head turns), so it has a
+   log-normal prior: a 30 degree horizontal field of view of the source camera (typical talking-head
+   footage), weight ``focal_prior`` per frame; clips with real head rotation override it (the synthetic
+   oracle recovers its focal within 1 %), near-frontal clips stay close to it.
+3. Full fit on those frames with L-BFGS: all landmarks, the expression basis and the pose smoothness,
+   focal fixed.
+4. Longer clips: every other frame by per-frame Gauss-Newton (pose + expression, model fixed), then an
+   L-BFGS pass over all frames for the smoothness.
 
-Parametrisation (it matters for L-BFGS): ``R_f = exp(w_f) R_0`` (``R_0`` the mean rotation, so ``w`` is
+Parametrisation of the L-BFGS stages: ``R_f = exp(w_f) R_0`` (``R_0`` the mean rotation, so ``w`` is
 small and smooth); ``t_f = z_f (a_f, 1)`` with ``z_f = focal / exp(s_f)`` (image-plane position ``a_f``,
-stored x10 to even out curvatures, and log image scale ``s_f``), so changing the focal moves all depths
-together; a relief variable ``kappa`` scales the shape's depth by exp(kappa) and the out-of-plane rotation
-components by exp(-kappa), making the bas-relief valley (deeper face, smaller rotations) one coordinate.
+stored x10 to even out curvatures, and log image scale ``s_f``); a relief variable ``kappa`` scales the
+shape's depth by exp(kappa) and the out-of-plane rotation components by exp(-kappa), making the bas-relief
+valley (deeper face, smaller rotations) one coordinate.
 
 Head space after tracking (see docs/DATA_FORMAT.md): +x towards the subject's left (the line between the
 eye centroids), +y up (chin -> top of the face, orthogonalised), +z out of the face; origin at the midpoint
