@@ -151,3 +151,27 @@ def test_dataset_errors(tmp_path: Path):
     (tmp_path / "bg.png").unlink()
     with pytest.raises(ThgError, match="missing: bg.png"):
         load_dataset(tmp_path)
+
+
+def test_global_quiet_flag_reaches_subcommand():
+    from thg_nerf.cli.main import build_parser
+
+    args = build_parser().parse_args(["-q", "info"])
+    assert args.quiet is True
+    args = build_parser().parse_args(["info", "-q"])
+    assert args.quiet is True
+    assert build_parser().parse_args(["info"]).quiet is False
+
+
+def test_atomic_outputs_respect_umask(tmp_path: Path):
+    import os
+
+    from thg_nerf.utils.fs import write_json
+
+    write_json(tmp_path / "a.json", {"x": 1})
+    with atomic_dir(tmp_path / "d"):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~mask
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o777 & ~mask

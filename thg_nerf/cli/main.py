@@ -20,16 +20,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (all subcommands)."""
     from thg_nerf.cli import cmd_eval, cmd_fit, cmd_info, cmd_preprocess, cmd_render, cmd_train
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    common.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    def common_flags(suppress: bool) -> argparse.ArgumentParser:
+        # subcommands repeat the flags without defaults, so `thg-nerf -q CMD` is not undone by CMD's default
+        extra = {"default": argparse.SUPPRESS} if suppress else {}
+        p = argparse.ArgumentParser(add_help=False)
+        p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors; no progress bars",
+                       **extra)
+        p.add_argument("-v", "--verbose", action="store_true", help="debug logging", **extra)
+        p.add_argument("--debug", action="store_true", help="show full tracebacks on errors", **extra)
+        return p
+
+    common = common_flags(suppress=True)
 
     parser = argparse.ArgumentParser(
         prog="thg-nerf",
         description="Audio-driven talking-head NeRF: fit a person from a video, render them speaking new audio.",
         epilog="Run 'thg-nerf COMMAND --help' for the options of each command.",
-        parents=[common],
+        parents=[common_flags(suppress=False)],
     )
     parser.add_argument("--version", action="version", version=f"thg-nerf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -25,6 +25,13 @@ def check_writable_parent(path: Path) -> None:
         raise ThgError(f"output location {parent} is not writable")
 
 
+def _umask() -> int:
+    """The process umask (mkdtemp/mkstemp ignore it and create private 0700/0600 entries)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a fresh temporary directory next to ``final``; on success rename it to ``final``.
@@ -37,6 +44,7 @@ def atomic_dir(final: str | os.PathLike, overwrite: bool = False) -> Iterator[Pa
         raise ThgError(f"{final} already exists (use --force to overwrite)")
     check_writable_parent(final)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.resolve().parent))
+    os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
     except BaseException:
@@ -59,6 +67,7 @@ def atomic_file(final: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{final.stem}.tmp-", suffix=suffix or final.suffix,
                                 dir=final.resolve().parent)
     os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
     tmp = Path(name)
     try:
         yield tmp
