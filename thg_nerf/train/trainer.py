@@ -366,7 +366,7 @@ class Trainer:
         finally:
             self.model.train()
         img = out["fg"] + (1.0 - out["alpha"])[..., None] * self.bg
-        gt = torch.from_numpy(np.asarray(d.frames[int(d.val_img[i])])).to(self.dev).float() / 255.0
+        gt = torch.from_numpy(np.array(d.frames[int(d.val_img[i])])).to(self.dev).float() / 255.0
         mse = float(torch.mean((img - gt) ** 2))
         return -10.0 * math.log10(max(mse, 1e-10)), (img.clamp(0, 1) * 255).round().byte().cpu().numpy()
 
