@@ -1,0 +1,61 @@
+"""Evaluation metrics and `thg-nerf eval` error handling (fast; the full eval runs in test_train.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from thg_nerf.cli.main import main
+from thg_nerf.errors import ThgError
+from thg_nerf.train import metrics
+from thg_nerf.train.evaluate import evaluate
+
+
+def test_psnr_and_ssim():
+    rng = np.random.default_rng(0)
+    img = torch.from_numpy(rng.random((40, 48, 3)).astype(np.float32))
+    assert metrics.ssim(img, img) == pytest.approx(1.0, abs=1e-5)
+    noisy = (img + 0.1 * torch.from_numpy(rng.standard_normal(img.shape).astype(np.float32))).clamp(0, 1)
+    assert metrics.psnr(img, noisy) == pytest.approx(20.0, abs=1.0)
+    assert 0.0 < metrics.ssim(img, noisy) < 0.95
+    assert metrics.ssim(img, noisy) > metrics.ssim(img, torch.zeros_like(img))
+
+
+def test_sync_offset_finds_a_known_lag():
+    rng = np.random.default_rng(1)
+    env = np.convolve(rng.random(80), np.ones(4) / 4, mode="same")
+    mouth = np.roll(env, 3)  # the mouth follows the audio 3 frames late
+    res = metrics.sync_offset(mouth[5:], env[5:], max_lag=8)
+    assert res["offset_frames"] == 3 and res["confidence"] > 0.3
+    flat = metrics.sync_offset(np.ones(20), env[:20], max_lag=5)
+    assert flat["offset_frames"] is None
+
+
+def test_mouth_opening_dark_grows_with_a_dark_mouth():
+    img = np.full((64, 64, 3), 200, dtype=np.uint8)
+    box = np.array([16, 16, 48, 48], dtype=np.float32)
+    closed = metrics.mouth_opening_dark(img, box)
+    img[28:36, 20:44] = 20
+    assert closed == 0.0 and metrics.mouth_opening_dark(img, box) == pytest.approx(8 * 24 / 32**2)
+
+
+def test_eval_errors_are_one_line(trained_synthetic_run, tmp_path, capsys):
+    with pytest.raises(ThgError, match="not found"):
+        evaluate(tmp_path / "nope")
+    run = tmp_path / "run"
+    shutil.copytree(trained_synthetic_run.run_dir, run, ignore=shutil.ignore_patterns("eval"))
+    info = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**info, "data_dir": str(tmp_path / "moved")}))
+    with pytest.raises(ThgError, match="--data"):
+        evaluate(run)
+    for p in (run / "checkpoints").iterdir():
+        p.unlink()
+    capsys.readouterr()
+    assert main(["eval", str(run), "--data", str(trained_synthetic_run.data_dir), "-q"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no checkpoint" in err[0]
+    assert not (run / "eval").exists()
