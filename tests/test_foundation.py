@@ -48,6 +48,9 @@ def test_overrides_are_typed_and_checked():
     with pytest.raises(ThgError, match="unknown preset"):
         load_config("no-such-preset")
     assert parse_overrides(["a.b.c=1"]) == {"a": {"b": {"c": 1}}}
+    assert load_config("tiny", ["train.lr=5e-3"]).train.lr == pytest.approx(5e-3)
+    with pytest.raises(ThgError, match="must be float"):
+        load_config("tiny", ["train.lr=fast"])
 
 
 def test_saved_config_round_trips(tmp_path: Path):

@@ -87,6 +87,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         (inner, *_) = typing.get_args(tp) or (Any,)
         items = [_coerce(inner, v, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads "5e-3" as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ThgError(f"config: '{where}' must be float, got {value!r}") from None
     if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     if tp is int and isinstance(value, int) and not isinstance(value, bool):

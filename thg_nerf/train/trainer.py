@@ -181,18 +181,29 @@ def _run_info(ds: Dataset, cfg: Config) -> dict:
     }
 
 
+def _check_new_run_dir(run_dir: Path) -> None:
+    """Refuse to start a new run over a checkpointed run or a foreign directory (nothing is touched).
+
+    An empty directory, or a run that never reached its first checkpoint, may be (re)used.
+    """
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise ThgError(f"{run_dir} exists and is not a directory; choose another output directory")
+    if (run_dir / ckpt.RUN_FILE).is_file():
+        if ckpt.list_checkpoints(run_dir):
+            raise ThgError(f"{run_dir} already holds a trained run; continue it with --resume, or choose "
+                           "another output directory (or delete it)")
+    elif any(run_dir.iterdir()):
+        raise ThgError(f"{run_dir} exists and is not a thg-nerf run directory; choose another output directory")
+
+
 def _write_new_run(run_dir: Path, ds: Dataset, cfg: Config, info: dict) -> None:
     """Create the run directory atomically with everything but checkpoints."""
     from safetensors.numpy import save_file
 
+    _check_new_run_dir(run_dir)
     existing = run_dir.exists()
-    if existing:
-        if (run_dir / ckpt.RUN_FILE).is_file():
-            if ckpt.list_checkpoints(run_dir):
-                raise ThgError(f"{run_dir} already holds a trained run; continue it with --resume, or choose "
-                               "another output directory (or delete it)")
-        elif any(run_dir.iterdir()):
-            raise ThgError(f"{run_dir} exists and is not a thg-nerf run directory; choose another output directory")
     _, _, t_c2w, t_eye = _split_arrays(ds.train)
     _, _, v_c2w, v_eye = _split_arrays(ds.val)
     with atomic_dir(run_dir, overwrite=existing) as tmp:
@@ -394,6 +405,7 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
             raise ThgError(f"{data_dir} is not the dataset {run_dir} was trained on (different training frames)")
         tensors, state = ckpt.load_checkpoint(ckpts[-1][1])
     else:
+        _check_new_run_dir(run_dir)
         info = _run_info(ds, cfg)
         tensors, state = {}, {}
     data = load_train_data(ds)
