@@ -8,20 +8,15 @@ from pathlib import Path
 
 def run(args: argparse.Namespace) -> int:
     from thg_nerf.cli.cmd_preprocess import preprocess_overrides
-    from thg_nerf.cli.common import resolve_config
+    from thg_nerf.cli.cmd_train import train_config
     from thg_nerf.preprocess.pipeline import preprocess
     from thg_nerf.train.evaluate import evaluate
-    from thg_nerf.train.trainer import resume_iters, train
+    from thg_nerf.train.trainer import train
 
-    cfg = resolve_config(args, {**preprocess_overrides(args),
-                                "train": {"iters": args.iters, "max_minutes": args.max_minutes}})
-    if args.seed is not None:
-        cfg.seed = args.seed
     video = Path(args.video)
     run_dir = Path(args.output) if args.output else Path("data") / video.stem / "run"
     data_dir = Path(args.data) if args.data else run_dir.parent / f"{run_dir.name}_data"
-    if args.resume and args.iters is None:
-        cfg.train.iters = resume_iters(run_dir)
+    cfg = train_config(args, run_dir, preprocess_overrides(args))
     preprocess(video, data_dir, cfg.preprocess, audio=args.audio, force=args.force)
     train(data_dir, run_dir, cfg, resume=args.resume, device=args.device)
     evaluate(run_dir, data_dir, device=args.device)

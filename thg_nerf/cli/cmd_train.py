@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from thg_nerf.config import Config
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -13,15 +18,23 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
 
 
-def run(args: argparse.Namespace) -> int:
+def train_config(args: argparse.Namespace, run_dir: str | Path, extra: dict | None = None) -> Config:
+    """The config of ``train``/``fit``: preset + ``extra`` + training flags; ``--resume`` keeps the run's iters."""
     from thg_nerf.cli.common import resolve_config
-    from thg_nerf.train.trainer import resume_iters, train
+    from thg_nerf.train.trainer import resume_iters
 
-    cfg = resolve_config(args, {"train": {"iters": args.iters, "max_minutes": args.max_minutes}})
+    cfg = resolve_config(args, {**(extra or {}), "train": {"iters": args.iters, "max_minutes": args.max_minutes}})
     if args.seed is not None:
         cfg.seed = args.seed
     if args.resume and args.iters is None:
-        cfg.train.iters = resume_iters(args.output)
+        cfg.train.iters = resume_iters(run_dir)
+    return cfg
+
+
+def run(args: argparse.Namespace) -> int:
+    from thg_nerf.train.trainer import train
+
+    cfg = train_config(args, args.output)
     train(args.data, args.output, cfg, resume=args.resume, device=args.device)
     return 0
 

@@ -96,29 +96,28 @@ def _plots(out: Path, psnrs: dict[str, list[float]], series: dict[str, np.ndarra
     except ImportError:
         log.info("matplotlib is not installed: no eval plots")
         return
-    fig, ax = plt.subplots(figsize=(8, 3.2))
-    for name, vals in psnrs.items():
-        ax.plot(frame_ids, vals, label=name, marker="." if len(vals) < 60 else None)
-    ax.set_xlabel("frame")
-    ax.set_ylabel("PSNR (dB)")
-    ax.set_title("validation PSNR per frame")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "psnr_per_frame.png", dpi=110)
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(8, 3.2))
+    normalised = {}
     for name, vals in series.items():
         v = np.asarray(vals, dtype=np.float64)
         span = v.max() - v.min()
-        ax.plot(frame_ids, (v - v.min()) / span if span > 0 else v * 0, label=name)
+        normalised[name] = (v - v.min()) / span if span > 0 else v * 0
+    _line_plot(plt, out / "psnr_per_frame.png", frame_ids, psnrs, "PSNR (dB)", "validation PSNR per frame",
+               markers=True)
+    _line_plot(plt, out / "mouth_sync.png", frame_ids, normalised, "normalised", "mouth opening vs audio envelope")
+
+
+def _line_plot(plt, path: Path, x, series: dict, ylabel: str, title: str, markers: bool = False) -> None:
+    """One PNG with a line per entry of ``series`` over the frame ids ``x``."""
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    for name, vals in series.items():
+        ax.plot(x, vals, label=name, marker="." if markers and len(vals) < 60 else None)
     ax.set_xlabel("frame")
-    ax.set_ylabel("normalised")
-    ax.set_title("mouth opening vs audio envelope")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "mouth_sync.png", dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
