@@ -15,11 +15,14 @@ import ctypes
 import math
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from test_ops_cases import (
+
+from thg_nerf.ops import backend, composite, composite_step, hash_encode, march_rays, march_step, update_occupancy
+from thg_nerf.ops.cases import (
     LAYOUTS,
     ambiguous_rays,
     hash_points,
@@ -30,8 +33,6 @@ from test_ops_cases import (
     packed_samples,
     rel_err,
 )
-
-from thg_nerf.ops import backend, composite, composite_step, hash_encode, march_rays, march_step, update_occupancy
 from thg_nerf.ops.composite import composite_step_torch, composite_torch
 from thg_nerf.ops.hash_encoding import hash_encode_torch
 from thg_nerf.ops.occupancy import update_occupancy_torch
@@ -174,11 +175,12 @@ def host_ext(tmp_path_factory) -> HostExt:
 
 
 @pytest.fixture
-def kernels(host_ext, monkeypatch) -> HostExt:
-    """Route the public ops through the harness, as if CPU tensors were on a GPU with the extension built."""
-    monkeypatch.setattr(backend, "use_cuda", lambda *tensors: True)
-    monkeypatch.setattr(backend, "ext", lambda: host_ext)
-    return host_ext
+def kernels(host_ext, monkeypatch) -> Iterator[HostExt]:
+    """Route the public ops on CPU tensors through the harness, as if they were on a GPU with the extension built
+    (self-test off: these tests must see the kernels, never a fallback to the references)."""
+    monkeypatch.delenv("THG_NERF_BACKEND", raising=False)
+    with backend.use_extension(host_ext, device_type="cpu", self_test=False):
+        yield host_ext
 
 
 # ----------------------------------------------------------------------------------------------- hash encoding

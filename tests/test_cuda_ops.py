@@ -11,7 +11,18 @@ import math
 
 import pytest
 import torch
-from test_ops_cases import (
+
+from thg_nerf.ops import (
+    backend,
+    composite,
+    composite_step,
+    hash_encode,
+    march_rays,
+    march_step,
+    selftest,
+    update_occupancy,
+)
+from thg_nerf.ops.cases import (
     LAYOUTS,
     ambiguous_rays,
     hash_points,
@@ -22,8 +33,6 @@ from test_ops_cases import (
     packed_samples,
     rel_err,
 )
-
-from thg_nerf.ops import backend, composite, composite_step, hash_encode, march_rays, march_step, update_occupancy
 from thg_nerf.ops.composite import composite_step_torch, composite_torch
 from thg_nerf.ops.hash_encoding import hash_encode_torch
 from thg_nerf.ops.occupancy import update_occupancy_torch
@@ -36,12 +45,14 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module", autouse=True)
 def extension(request):
-    """The built (or JIT-compiled) extension; a GPU machine that cannot build it fails here, it does not skip."""
+    """The built (or JIT-compiled) extension; a GPU machine that cannot build it fails here, it does not skip.
+    Installed with the self-test off, so that the public ops run the kernels, never a fallback to the references."""
     mp = pytest.MonkeyPatch()
     mp.delenv("THG_NERF_BACKEND", raising=False)
     module = backend.load_extension(jit=True)
     assert module is not None, "CUDA is available but thg_nerf._C could not be built or loaded"
-    yield module
+    with backend.use_extension(module, self_test=False):
+        yield module
     mp.undo()
 
 
@@ -257,18 +268,27 @@ def test_occupancy_update():
 def test_backend_override_torch_on_cuda(monkeypatch):
     monkeypatch.setenv("THG_NERF_BACKEND", "torch")
 
-    def no_ext():
-        raise AssertionError("the extension must not be used with THG_NERF_BACKEND=torch")
+    class NoKernels:
+        def __getattr__(self, name):
+            raise AssertionError("the extension must not be used with THG_NERF_BACKEND=torch")
 
-    monkeypatch.setattr(backend, "ext", no_ext)
     layout = LAYOUTS[0]
     offsets, res = layout.tensors(DEV)
     x, table = cuda(hash_points(layout, 100, torch.Generator().manual_seed(111)),
                     hash_table(layout, torch.Generator().manual_seed(112)))
-    assert torch.equal(hash_encode(x, table, offsets, res), hash_encode_torch(x, table, offsets, res))
+    with backend.use_extension(NoKernels(), self_test=False):
+        assert torch.equal(hash_encode(x, table, offsets, res), hash_encode_torch(x, table, offsets, res))
     assert backend.default_backend_name(DEV) == "torch"
     monkeypatch.setenv("THG_NERF_BACKEND", "cuda")
     assert backend.default_backend_name(DEV) == "cuda"
+
+
+def test_self_test_passes(extension):
+    """The first-use self-test (thg_nerf/ops/selftest.py) accepts the real kernels, within tens of milliseconds."""
+    selftest.run_self_test(extension, DEV)  # warm-up: first launches, allocator
+    results = selftest.run_self_test(extension, DEV)
+    assert {op: c.detail for op, c in results.items() if not c.passed} == {}
+    assert sum(c.ms for c in results.values()) < 500
 
 
 def test_bad_arguments_raise_clean_errors():

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from thg_nerf.dataset import Intrinsics
+from thg_nerf.errors import ThgError
 from thg_nerf.fields.audio import window_indices
 from thg_nerf.fields.config import ModelConfig
 from thg_nerf.fields.encoding import HashGrid, make_layout
@@ -62,11 +63,12 @@ def test_occupancy_grid_keeps_dense_cells_and_culls_empty_ones():
     assert not bool(grid.occ[0, 0, 0]) and 0.01 < grid.occupied_fraction < 0.2
 
 
-def _small_model(**over) -> TalkingHeadModel:
+def _small_model(condition: str = "audio", **over) -> TalkingHeadModel:
     cfg = ModelConfig(num_levels=4, log2_hashmap_size=10, max_resolution=64, hidden_dim=16, audio_dim=8,
-                      audio_att_window=4, occupancy_resolution=16, march_steps=48, torso_levels=4, **over)
+                      audio_att_window=4, occupancy_resolution=16, march_steps=48, torso_levels=4,
+                      condition=condition, **over)
     torch.manual_seed(0)
-    return TalkingHeadModel(cfg, bound=1.0, audio_shape=(16, 32), n_train=5)
+    return TalkingHeadModel(cfg, bound=1.0, audio_shape=(16, 32), n_train=5, motion_dim=6)
 
 
 def test_training_and_inference_rendering_agree():
@@ -94,7 +96,7 @@ def test_model_conditions_and_render_image_shapes():
     poses = np.tile(np.eye(4, dtype=np.float32), (5, 1, 1))
     poses[:, 2, 3] = 3.0 + 0.01 * np.arange(5)
     model.set_normalization(feats, poses)
-    codes = model.audio_codes(feats, torch.tensor([0, 7, 19]))
+    codes = model.cond_codes(feats, torch.tensor([0, 7, 19]))
     assert codes.shape == (3, 8) and torch.isfinite(codes).all()
     assert window_indices(torch.tensor([0, 19]), 4, 20).tolist() == [[0, 0, 0, 1], [17, 18, 19, 19]]
     far = torch.eye(4)[None].clone()
@@ -105,3 +107,23 @@ def test_model_conditions_and_render_image_shapes():
                        torch.device("cpu"))
     assert out["fg"].shape == (16, 24, 3) and out["alpha"].shape == (16, 24)
     assert float(out["alpha"].min()) >= 0 and float(out["alpha"].max()) <= 1
+
+
+def test_motion_conditioned_model_normalises_and_depends_on_motion_only():
+    model = _small_model("motion")
+    assert model.cond_shape == (6,) and not hasattr(model, "audio_encoder")
+    rng = np.random.default_rng(0)
+    motion = (3.0 + 2.0 * rng.standard_normal((30, 6))).astype(np.float32)
+    poses = np.tile(np.eye(4, dtype=np.float32), (5, 1, 1))
+    model.set_normalization(motion, poses)
+    torch.testing.assert_close(model.motion_mean, torch.from_numpy(motion.mean(0)))
+    codes = model.cond_codes(motion, torch.tensor([0, 7, 29]))
+    assert codes.shape == (3, 8)
+    torch.testing.assert_close(codes[1:2], model.cond_codes(torch.from_numpy(motion), torch.tensor([7])))
+    other = motion.copy()
+    other[7] += 1.0
+    assert not torch.allclose(model.cond_codes(other, torch.tensor([7])), codes[1:2])
+    with pytest.raises(ThgError, match="motion"):
+        TalkingHeadModel(model.cfg, bound=1.0, audio_shape=(16, 32), n_train=5, motion_dim=0)
+    with pytest.raises(ThgError, match="condition"):
+        _small_model("pixels")

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_ops_cases import LAYOUTS, ambiguous_rays, hash_points, hash_table, layout_id, march_scene, packed_samples
 
 from thg_nerf.errors import MissingDependencyError, ThgError
 from thg_nerf.ops import (
@@ -25,6 +24,7 @@ from thg_nerf.ops import (
 )
 from thg_nerf.ops import _build as build
 from thg_nerf.ops import tcnn as tcnn_mod
+from thg_nerf.ops.cases import LAYOUTS, ambiguous_rays, hash_points, hash_table, layout_id, march_scene, packed_samples
 from thg_nerf.ops.composite import composite_step_torch, composite_torch
 from thg_nerf.ops.hash_encoding import _vertex_index, hash_encode_torch
 from thg_nerf.ops.occupancy import update_occupancy_torch

@@ -42,6 +42,9 @@ class StandInRun:
         self.calls: list[tuple[int, float]] = []
         self.stop_at = stop_at
 
+    def conditions(self, features):
+        return features
+
     def render_frame(self, c2w, audio_feats, index, eye, size=None):
         import torch
 

@@ -27,11 +27,13 @@ SMALL = {
               "audio_att_window": 4, "occupancy_resolution": 16, "march_steps": 48, "torso_levels": 4},
     "train": {"batch_rays": 128, "frames_per_batch": 2, "eval_every": 0, "checkpoint_every": 3,
               "occupancy_warmup": 2, "occupancy_every": 2, "max_samples_per_ray": 16},
+    "motion": {"hidden": 16, "iters": 20, "eval_every": 10, "batch": 4, "augment": {"copies": 1}},
 }
 
 
 def small_cfg(iters: int = 6, **train_over):
-    over = {"model": dict(SMALL["model"]), "train": {**SMALL["train"], "iters": iters, **train_over}}
+    over = {"model": dict(SMALL["model"]), "train": {**SMALL["train"], "iters": iters, **train_over},
+            "motion": SMALL["motion"]}
     return load_config("tiny", over)
 
 
@@ -69,13 +71,16 @@ def test_run_directory_layout_and_checkpoint_round_trip(small_data, tmp_path):
         assert torch.equal(v, tensors[f"model.{k}"]), k
     assert state["iteration"] == 6 and "np_rng" in state and "rng.torch" in tensors
 
+    assert info["condition"] == "motion" and loaded.motion_model is not None
     feats = np.load(small_data / "audio_features.npy")
-    out = loaded.render_frame(loaded.train_c2w[0], feats, 5, 0.0)
+    motion = loaded.conditions(feats)
+    assert motion.shape == (len(feats), info["motion_dim"])
+    out = loaded.render_frame(loaded.train_c2w[0], motion, 5, 0.0)
     assert out["fg"].shape == (32, 32, 3) and out["alpha"].shape == (32, 32)
-    half = loaded.render_frame(loaded.train_c2w[0], torch.from_numpy(feats), 5, 0.0, size=(16, 16))
+    half = loaded.render_frame(loaded.train_c2w[0], torch.from_numpy(motion), 5, 0.0, size=(16, 16))
     assert half["fg"].shape == (16, 16, 3)
-    with pytest.raises(ThgError, match="audio features"):
-        loaded.render_frame(loaded.train_c2w[0], feats[:, :, :8], 5, 0.0)
+    with pytest.raises(ThgError, match="motion codes"):
+        loaded.render_frame(loaded.train_c2w[0], feats, 5, 0.0)
 
 
 def test_resume_equals_uninterrupted(small_data, tmp_path):
@@ -167,6 +172,8 @@ def test_cli_train_and_resume(small_data, tmp_path):
     args = ["train", str(small_data), "-o", str(run), "--preset", "tiny", "-q", "--device", "cpu"]
     sets = [x for k, v in SMALL["model"].items() for x in ("--set", f"model.{k}={v}")]
     sets += [x for k, v in SMALL["train"].items() for x in ("--set", f"train.{k}={v}")]
+    sets += [x for k, v in SMALL["motion"].items() if k != "augment" for x in ("--set", f"motion.{k}={v}")]
+    sets += ["--set", "motion.augment.copies=1"]
     assert main(args + ["--iters", "3"] + sets) == 0
     assert ckpt.list_checkpoints(run)[-1][0] == 3
     assert main(args + ["--resume", "--iters", "5"]) == 0  # saved config reused, only iters changed

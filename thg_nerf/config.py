@@ -18,6 +18,7 @@ import yaml
 
 from thg_nerf.errors import ThgError
 from thg_nerf.fields.config import ModelConfig
+from thg_nerf.motion.config import MotionConfig
 from thg_nerf.preprocess.config import PreprocessConfig
 from thg_nerf.render.config import RenderConfig
 from thg_nerf.train.config import TrainConfig
@@ -45,6 +46,8 @@ class Config:
 
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     """How a video becomes a dataset directory."""
+    motion: MotionConfig = field(default_factory=MotionConfig)
+    """The audio -> motion model (trained with the field when ``model.condition`` is ``motion``)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     """Head/torso field architecture."""
     train: TrainConfig = field(default_factory=TrainConfig)

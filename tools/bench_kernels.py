@@ -7,15 +7,19 @@ On a GPU (CUDA events, after warm-up), in one run:
       rays, with the same analytic field; the ratio is nerfacc time / ours;
   (b) hash encoding forward + backward vs the PyTorch reference on the same GPU (ratio), and the achieved
       bandwidth of the kernels (bytes they must touch / time) vs the measured device copy bandwidth.
+  (c) the same training step with the PyTorch reference ops on the same GPU (ratio).
+The kernels run with the first-use self-test off (timings of the kernels themselves, whatever the self-test says).
 Without CUDA (or with ``--cpu-smoke``) it times the PyTorch reference ops on the CPU, says so, and exits 0.
 
     python tools/bench_kernels.py                 # full GPU benchmark
     python tools/bench_kernels.py --cpu-smoke     # tiny CPU run (exercises the script, < 10 s)
+    python tools/bench_kernels.py --json out.json # also write the table's rows as JSON
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 import time
@@ -90,7 +94,8 @@ def make_scene(n_rays: int, grid: int, steps_across: int, device: torch.device, 
     return (origins.to(device), dirs.to(device), occ.to(device), aabb.to(device), step, field)
 
 
-def bench_marching(args, device: torch.device, reference: bool) -> None:
+def bench_marching(args, device: torch.device, reference: bool) -> float:
+    """Time one training sampling + compositing step (ours, or the torch reference); adds a row, returns ms."""
     rays_o, rays_d, occ, aabb, step, field = make_scene(args.rays, args.grid, args.steps, device)
     scale = torch.ones((), device=device, requires_grad=True)
     n_rays = rays_o.shape[0]
@@ -112,13 +117,13 @@ def bench_marching(args, device: torch.device, reference: bool) -> None:
     label = "march+composite (torch reference)" if reference else "march+composite fwd+bwd"
     if reference or device.type != "cuda":
         ROWS.append((label, config, f"{t_ours:.3f}", "-", "-", "-", f"{counts['ours']} samples"))
-        return
+        return t_ours
     try:
         import nerfacc
     except ImportError:
         ROWS.append((label, config, f"{t_ours:.3f}", "nerfacc 0.5.3", "not installed", "-",
                      f"{counts['ours']} samples; pip install nerfacc==0.5.3 to compare"))
-        return
+        return t_ours
     estimator = nerfacc.OccGridEstimator(roi_aabb=aabb.tolist(), resolution=args.grid, levels=1).to(device)
     estimator.binaries = occ[None].clone()
 
@@ -138,6 +143,7 @@ def bench_marching(args, device: torch.device, reference: bool) -> None:
     t_theirs = timeit(theirs, device, args.warmup, args.iters)
     ROWS.append((label, config, f"{t_ours:.3f}", f"nerfacc {nerfacc.__version__}", f"{t_theirs:.3f}",
                  f"{t_theirs / t_ours:.2f}x", f"samples: ours {counts['ours']}, nerfacc {counts['nerfacc']}"))
+    return t_ours
 
 
 # ----------------------------------------------------------------------------------------------- hash encoding
@@ -204,6 +210,13 @@ def print_table() -> None:
         print("| " + " | ".join(row) + " |")
 
 
+def write_json(path: Path | None, device: str) -> None:
+    """The table's rows as a list of dicts keyed by the header (no file when ``path`` is None)."""
+    if path is not None:
+        rows = [dict(zip(HEADER, row)) for row in ROWS]
+        path.write_text(json.dumps({"device": device, "torch": torch.__version__, "rows": rows}, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rays", type=int, default=1 << 16)
@@ -215,6 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--copy-mb", type=int, default=1024)
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny CPU run of the torch reference ops")
+    parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args(argv)
 
     cuda = torch.cuda.is_available() and not args.cpu_smoke
@@ -227,17 +241,26 @@ def main(argv: list[str] | None = None) -> int:
         bench_marching(args, device, reference=True)
         bench_hash(args, device, reference_only=True)
         print_table()
+        write_json(args.json, "cpu")
         reason = "--cpu-smoke" if args.cpu_smoke else "CUDA is not available"
         print(f"\n{reason}: timed only the PyTorch reference ops on the CPU; no kernel numbers.")
         return 0
     device = torch.device("cuda")
-    if not backend.use_cuda(torch.zeros(1, device=device)):
+    module = backend.load_extension(jit=True)
+    if module is None:
         print("error: the CUDA extension could not be loaded (see the warning above)", file=sys.stderr)
         return 1
-    print(f"device: {torch.cuda.get_device_name(device)}, torch {torch.__version__}\n")
-    bench_marching(args, device, reference=False)
-    bench_hash(args, device, reference_only=False)
+    name = torch.cuda.get_device_name(device)
+    print(f"device: {name}, torch {torch.__version__}\n")
+    with backend.use_extension(module, self_test=False):
+        t_ours = bench_marching(args, device, reference=False)
+        bench_hash(args, device, reference_only=False)
+    t_ref = bench_marching(args, device, reference=True)
+    config = ROWS.pop()[1]  # the reference's row becomes the ratio row
+    ROWS.append(("march+composite fwd+bwd", config, f"{t_ours:.3f}", "torch reference", f"{t_ref:.3f}",
+                 f"{t_ref / t_ours:.1f}x", "same GPU"))
     print_table()
+    write_json(args.json, name)
     return 0
 
 

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from thg_nerf.ops import backend  # noqa: E402
 from thg_nerf.render.talking_head import TalkingHead  # noqa: E402
 from thg_nerf.testing.signals import speech_like  # noqa: E402
 
@@ -94,6 +95,9 @@ class ConstantRun:
         alpha = ((xx - 0.5) ** 2 + (yy - 0.45) ** 2 < 0.1).astype(np.float32)
         self._out = {"fg": torch.from_numpy(alpha[..., None] * np.array([0.8, 0.6, 0.5], np.float32)),
                      "alpha": torch.from_numpy(alpha)}
+
+    def conditions(self, features):
+        return features
 
     def render_frame(self, c2w, audio_feats, index, eye, size=None) -> dict[str, torch.Tensor]:
         return self._out
@@ -189,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                    "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                    "occupied_fraction": round(float(head.run.model.occupancy.occupied_fraction), 3),
                    "setup_s": round(train_s, 1), "sizes": [bench_size(head, s, args.frames) for s in sizes]}
+        results["kernels"] = {"THG_NERF_BACKEND": backend.env_override() or "auto", "ops": backend.op_status()}
         if args.encode:
             results["encode"] = bench_encode(head, sizes[0], args.frames, tmp)
     print(f"{what}; device {results['device']}, torch {results['torch']}, {results['threads']} threads, "

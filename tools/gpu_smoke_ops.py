@@ -2,7 +2,9 @@
 """Run every CUDA op of thg_nerf once on small inputs and compare with the references (exit 1 on a mismatch).
 
 Meant to run under ``compute-sanitizer --tool memcheck`` with ``PYTORCH_NO_CUDA_MEMORY_CACHING=1`` (every tensor
-its own allocation, so out-of-bounds accesses are caught); tools/run_gpu_checks.sh does that.
+its own allocation, so out-of-bounds accesses are caught); tools/run_gpu_checks.sh does that. The public ops run
+the kernels with the first-use self-test off (a failing kernel must show here, not fall back); the self-test
+itself then runs too, so the sanitizer also covers its inputs.
 """
 
 from __future__ import annotations
@@ -13,17 +15,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-
-from test_ops_cases import (  # noqa: E402
-    LAYOUTS,
-    hash_points,
-    hash_table,
-    inference_blocks,
-    march_scene,
-    packed_samples,
-    rel_err,
-)
+sys.path.insert(0, str(ROOT))
 
 from thg_nerf.ops import (  # noqa: E402
     backend,
@@ -32,7 +24,17 @@ from thg_nerf.ops import (  # noqa: E402
     hash_encode,
     march_rays,
     march_step,
+    selftest,
     update_occupancy,
+)
+from thg_nerf.ops.cases import (  # noqa: E402
+    LAYOUTS,
+    hash_points,
+    hash_table,
+    inference_blocks,
+    march_scene,
+    packed_samples,
+    rel_err,
 )
 from thg_nerf.ops.composite import composite_step_torch, composite_torch  # noqa: E402
 from thg_nerf.ops.hash_encoding import hash_encode_torch  # noqa: E402
@@ -45,7 +47,21 @@ def main() -> int:
         print("CUDA is not available: nothing to check")
         return 0
     dev = torch.device("cuda")
-    assert backend.use_cuda(torch.zeros(1, device=dev)), "the CUDA extension is not available"
+    module = backend.load_extension(jit=True)
+    assert module is not None, "the CUDA extension is not available"
+    with backend.use_extension(module, self_test=False):
+        failures = check_ops(dev)
+    for op, check in selftest.run_self_test(module, dev).items():
+        print(f"{'ok  ' if check.passed else 'FAIL'} self-test {op}: {check.detail}")
+        if not check.passed:
+            failures.append(f"self-test {op}")
+    torch.cuda.synchronize()
+    print("all ops ok" if not failures else f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+def check_ops(dev: torch.device) -> list[str]:
+    """Every public op on ``dev`` against its reference; the names of the failed checks."""
     gen = torch.Generator().manual_seed(0)
     failures = []
 
@@ -96,9 +112,7 @@ def main() -> int:
     ref_density = density.clone()
     ref_occ = update_occupancy_torch(ref_density, new, 0.9, 0.5)
     expect("update_occupancy", torch.equal(update_occupancy(density, new, 0.9, 0.5), ref_occ))
-    torch.cuda.synchronize()
-    print("all ops ok" if not failures else f"{len(failures)} failures")
-    return 1 if failures else 0
+    return failures
 
 
 if __name__ == "__main__":

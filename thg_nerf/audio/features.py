@@ -16,6 +16,11 @@ Specs:
   ``clip(dB - ref + FLOOR_DB, 0, FLOOR_DB + CEIL_DB) / DB_SCALE``: speech averages 2.0 per band whatever
   the gain, speaker or microphone, and silence (digital silence, anything ``FLOOR_DB`` below speech,
   a silent clip, padding beyond the clip) is exactly 0.
+- ``phones`` (needs the ``phones`` extra, pocketsphinx): soft one-hots over ``phones.PHONES`` (``SIL`` + the
+  39 CMU English phones, ``C = 40``) of pocketsphinx's speaker-independent allphone decoder, on the mel grid
+  (20 ms), ``T = 16`` steps; each step sums to 1 and silence / padding beyond the clip is the ``SIL`` one-hot
+  (see ``thg_nerf/audio/phones.py``).
+- ``mel+phones``: ``mel`` and ``phones`` concatenated along channels, ``T = 16``, ``C = 32 + 40``.
 - ``hubert:DIR`` / ``wav2vec2:DIR``: last hidden states of a local ``transformers`` model (saved with
   ``save_pretrained``; nothing is downloaded) at its native 50 Hz, ``T = 2`` steps, ``C = hidden_size``.
   The wave is normalised to zero mean / unit variance unless DIR's ``preprocessor_config.json`` says
@@ -54,13 +59,14 @@ CEIL_DB = 20.0
 DB_SCALE = 20.0
 MODEL_CHUNK_S = 30.0
 MODEL_CONTEXT_S = 1.0
-_KINDS = ("mel", "hubert", "wav2vec2", "npy")
-_SPEC_HELP = "expected mel | hubert:DIR | wav2vec2:DIR | npy:FILE"
+_KINDS = ("mel", "phones", "mel+phones", "hubert", "wav2vec2", "npy")
+_GRID_KINDS = ("mel", "phones", "mel+phones")
+_SPEC_HELP = "expected mel | phones | mel+phones | hubert:DIR | wav2vec2:DIR | npy:FILE"
 
 
 @dataclass(frozen=True)
 class AudioSpec:
-    """A parsed feature spec: ``kind`` in mel/hubert/wav2vec2/npy and its local ``path`` (None for mel)."""
+    """A parsed feature spec: ``kind`` in ``_KINDS`` and its local ``path`` (None for mel / phones)."""
 
     kind: str
     path: Path | None = None
@@ -70,14 +76,14 @@ class AudioSpec:
 
 
 def parse_spec(spec: str | AudioSpec, check_paths: bool = True) -> AudioSpec:
-    """Validate a spec string; with ``check_paths`` also that the model directory / npy file exists."""
+    """Validate a spec string; with ``check_paths`` also that the model directory / npy file / pocketsphinx exists."""
     if isinstance(spec, AudioSpec):
         parsed = spec
     else:
         text = str(spec).strip()
         kind, _, rest = text.partition(":")
-        needs_path = kind != "mel"
-        if kind not in _KINDS or needs_path != bool(rest.strip()) or (not needs_path and text != "mel"):
+        needs_path = kind not in _GRID_KINDS
+        if kind not in _KINDS or needs_path != bool(rest.strip()) or (not needs_path and text != kind):
             raise ThgError(f"invalid audio feature spec {spec!r}: {_SPEC_HELP}")
         parsed = AudioSpec(kind, Path(rest.strip()).expanduser() if needs_path else None)
     if check_paths and parsed.kind in ("hubert", "wav2vec2"):
@@ -86,14 +92,20 @@ def parse_spec(spec: str | AudioSpec, check_paths: bool = True) -> AudioSpec:
                            "(pass a local directory written by save_pretrained)")
     if check_paths and parsed.kind == "npy" and not parsed.path.is_file():
         raise ThgError(f"audio feature file not found: {parsed.path}")
+    if check_paths and parsed.kind in ("phones", "mel+phones"):
+        from thg_nerf.audio.phones import require_pocketsphinx
+
+        require_pocketsphinx()
     return parsed
 
 
 def feature_shape(spec: str | AudioSpec) -> tuple[int, int]:
     """(T, C) of the per-frame feature window for ``spec`` (reads only config / npy headers)."""
     s = parse_spec(spec)
-    if s.kind == "mel":
-        return MEL_STEPS, MEL_BINS
+    if s.kind in _GRID_KINDS:
+        from thg_nerf.audio.phones import N_PHONES
+
+        return MEL_STEPS, {"mel": MEL_BINS, "phones": N_PHONES, "mel+phones": MEL_BINS + N_PHONES}[s.kind]
     if s.kind == "npy":
         shape = _load_npy(s.path).shape
         return (1, shape[1]) if len(shape) == 2 else (shape[1], shape[2])
@@ -111,9 +123,17 @@ def extract_features(wave: np.ndarray, sr: int, fps: float, n_frames: int,
     if s.kind == "npy":
         return _npy_features(s.path, n_frames)
     wave = resample(wave, sr, SAMPLE_RATE)
-    if s.kind == "mel":
-        series = normalise_log_mel(*log_mel(wave))
-        return window_series(series, MEL_HOP / SAMPLE_RATE, 0.0, fps, n_frames, MEL_STEPS, fill=0.0)
+    if s.kind in _GRID_KINDS:
+        parts = []
+        if s.kind != "phones":
+            series = normalise_log_mel(*log_mel(wave))
+            parts.append(window_series(series, MEL_HOP / SAMPLE_RATE, 0.0, fps, n_frames, MEL_STEPS, fill=0.0))
+        if s.kind != "mel":
+            from thg_nerf.audio.phones import onehot_silence, phone_posteriors
+
+            parts.append(window_series(phone_posteriors(wave), MEL_HOP / SAMPLE_RATE, 0.0, fps, n_frames,
+                                       MEL_STEPS, fill=onehot_silence()))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=-1)
     series, hop_s, t0 = _model_series(wave, s)
     return window_series(series, hop_s, t0, fps, n_frames, MODEL_STEPS, fill=None)
 
@@ -132,11 +152,11 @@ def resample(wave: np.ndarray, sr: int, target: int) -> np.ndarray:
 
 
 def window_series(series: np.ndarray, hop_s: float, t0: float, fps: float, n_frames: int, steps: int,
-                  fill: float | None) -> np.ndarray:
+                  fill: float | np.ndarray | None) -> np.ndarray:
     """Sample a feature series [M, C] (step j at time t0 + j * hop_s) at the window times of each frame.
 
     Returns [n_frames, steps, C] float32; step k of row i is at ``i / fps + (k - steps // 2) * hop_s``.
-    Times outside the series get ``fill`` (or the nearest edge step when ``fill`` is None).
+    Times outside the series get ``fill`` (a scalar or a [C] row; the nearest edge step when ``fill`` is None).
     """
     times = np.arange(n_frames)[:, None] / fps + (np.arange(steps) - steps // 2)[None, :] * hop_s
     pos = (times - t0) / hop_s
@@ -179,13 +199,29 @@ def log_mel(wave: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray
     return 10.0 * np.log10(mel + 1e-12), frame_db.astype(np.float32)
 
 
+def active_frames(frame_db: np.ndarray) -> np.ndarray:
+    """Non-silent frames [M] bool from frame RMS [M] dBFS: within ACTIVE_RANGE_DB of the loudest, in a clip
+    whose loudest frame reaches SILENCE_DBFS."""
+    if len(frame_db) == 0 or frame_db.max() < SILENCE_DBFS:
+        return np.zeros(len(frame_db), dtype=bool)
+    return frame_db > frame_db.max() - ACTIVE_RANGE_DB
+
+
+def speech_frames(frame_db: np.ndarray) -> np.ndarray:
+    """Speech frames [M] bool (the mel normalisation's energy mask): active frames within SPEECH_GATE_DB of
+    the speech level (90th percentile of active frame RMS)."""
+    active = active_frames(frame_db)
+    if not active.any():
+        return active
+    level = np.percentile(frame_db[active], 90)
+    return active & (frame_db >= level - SPEECH_GATE_DB)
+
+
 def normalise_log_mel(db: np.ndarray, frame_db: np.ndarray) -> np.ndarray:
     """Loudness/channel-normalised log-mel [M, C] in [0, 3]; silence is exactly 0 (see module docstring)."""
-    if len(frame_db) == 0 or frame_db.max() < SILENCE_DBFS:
+    speech = speech_frames(frame_db)
+    if not speech.any():
         return np.zeros_like(db)
-    active = frame_db > frame_db.max() - ACTIVE_RANGE_DB
-    level = np.percentile(frame_db[active], 90)
-    speech = active & (frame_db >= level - SPEECH_GATE_DB)
     ref = db[speech].mean(axis=0)
     ref = np.maximum(ref, ref.max() - TILT_DB)
     return (np.clip(db - ref + FLOOR_DB, 0.0, FLOOR_DB + CEIL_DB) / DB_SCALE).astype(np.float32)

@@ -14,7 +14,8 @@ def add_preprocess_args(p: argparse.ArgumentParser) -> None:
                    "shoulders for the whole clip (default); none: keep the frame")
     p.add_argument("--val-fraction", type=float, help="last fraction of frames kept for validation (1/11)")
     p.add_argument("--landmarks", choices=["mediapipe", "face-alignment"], help="landmark backend")
-    p.add_argument("--audio-features", metavar="KIND", help="mel (default) | hubert:DIR | wav2vec2:DIR | npy:FILE")
+    p.add_argument("--audio-features", metavar="KIND",
+                   help="mel (default) | phones | mel+phones | hubert:DIR | wav2vec2:DIR | npy:FILE")
 
 
 def preprocess_overrides(args: argparse.Namespace) -> dict:

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from thg_nerf.motion.net import AudioEncoder
 
-class AudioEncoder(nn.Module):
-    """Per-frame feature window [B, T, C] -> audio code [B, out_dim] (1D convolutions over time, then a mean)."""
-
-    def __init__(self, in_channels: int, n_steps: int, out_dim: int, width: int = 32) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv1d(in_channels, width, 3, padding=1), nn.LeakyReLU(0.02)]
-        for _ in range(max(0, math.ceil(math.log2(max(n_steps, 1))) - 1)):
-            layers += [nn.Conv1d(width, width, 3, stride=2, padding=1), nn.LeakyReLU(0.02)]
-        self.convs = nn.Sequential(*layers)
-        self.out = nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.02), nn.Linear(width, out_dim))
-
-    def forward(self, feats: torch.Tensor) -> torch.Tensor:
-        """[B, T, C] -> [B, out_dim]."""
-        h = self.convs(feats.transpose(1, 2))  # [B, width, T']
-        return self.out(h.mean(-1))
+__all__ = ["AudioAttention", "AudioEncoder", "window_indices"]
 
 
 class AudioAttention(nn.Module):

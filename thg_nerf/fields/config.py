@@ -9,6 +9,11 @@ from dataclasses import dataclass
 class ModelConfig:
     """Architecture of the audio-conditioned head field and the torso layer."""
 
+    condition: str = "motion"
+    """What drives the head field: ``motion`` (the tracked motion code of each frame; at render time the
+    audio -> motion model predicts it) or ``audio`` (audio features, the conditioning learnt implicitly)."""
+    motion_hidden: int = 64
+    """Width of the network mapping a motion code to the head field's condition vector."""
     encoding: str = "triplane"
     """Spatial encoding of the head field: ``triplane`` (three 2D hash grids) or ``grid3d``."""
     num_levels: int = 12
@@ -24,9 +29,9 @@ class ModelConfig:
     bound: float | None = None
     """Half-size of the head's cube in canonical head space (dataset units); None = the dataset's ``head_bound``."""
     audio_dim: int = 32
-    """Size of the per-frame audio code."""
+    """Size of the per-frame condition vector (audio or motion code) the head field receives."""
     audio_att_window: int = 8
-    """Neighbouring frames smoothed by temporal attention over audio codes."""
+    """Neighbouring frames smoothed by temporal attention over audio codes (``condition: audio`` only)."""
     hidden_dim: int = 64
     """Width of the density/colour networks."""
     geo_dim: int = 15

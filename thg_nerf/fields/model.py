@@ -1,4 +1,12 @@
-"""The full talking-head model: audio encoder + attention, head field, torso layer, codes, occupancy grid."""
+"""The full talking-head model: condition encoder, head field, torso layer, codes, occupancy grid.
+
+The head field is driven by one condition vector per frame, computed from a per-frame *source* array:
+
+- ``condition: motion``: the source is the motion code ``[n, M]`` of each frame (tracked during training,
+  predicted from audio by ``thg_nerf.motion`` at render time), normalised and mapped by a small MLP;
+- ``condition: audio``: the source is the audio feature windows ``[n, T, C]``; an encoder and temporal
+  attention over neighbouring frames learn the conditioning implicitly from pixels.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from thg_nerf.errors import ThgError
 from thg_nerf.fields.audio import AudioAttention, AudioEncoder, window_indices
 from thg_nerf.fields.config import ModelConfig
 from thg_nerf.fields.head import HeadField
+from thg_nerf.fields.mlp import mlp
 from thg_nerf.fields.torso import POSE_DIM, TorsoField
 from thg_nerf.render.occupancy import OccupancyGrid
 
@@ -23,9 +33,11 @@ class TalkingHeadModel(nn.Module):
         bound: half-size of the head cube (dataset units).
         audio_shape: ``(T, C)`` of one frame's audio feature window.
         n_train: number of training frames (one appearance code each).
+        motion_dim: size M of the motion code (``condition: motion``).
     """
 
-    def __init__(self, cfg: ModelConfig, bound: float, audio_shape: tuple[int, int], n_train: int) -> None:
+    def __init__(self, cfg: ModelConfig, bound: float, audio_shape: tuple[int, int], n_train: int,
+                 motion_dim: int = 0) -> None:
         super().__init__()
         self.cfg = cfg
         self.bound = float(bound)
@@ -33,14 +45,25 @@ class TalkingHeadModel(nn.Module):
         self.audio_shape = (n_steps, channels)
         self.n_train = int(n_train)
         self.window = max(1, int(cfg.audio_att_window))
-        self.audio_encoder = AudioEncoder(channels, n_steps, cfg.audio_dim)
-        self.audio_att = AudioAttention(cfg.audio_dim, self.window) if self.window > 1 else None
+        if cfg.condition == "motion":
+            if motion_dim <= 0:
+                raise ThgError("model.condition is 'motion' but the dataset has no motion targets")
+            self.cond_shape: tuple[int, ...] = (int(motion_dim),)
+            self.motion_encoder = mlp(int(motion_dim), cfg.motion_hidden, cfg.audio_dim)
+            self.register_buffer("motion_mean", torch.zeros(motion_dim))
+            self.register_buffer("motion_std", torch.ones(motion_dim))
+        elif cfg.condition == "audio":
+            self.cond_shape = self.audio_shape
+            self.audio_encoder = AudioEncoder(channels, n_steps, cfg.audio_dim)
+            self.audio_att = AudioAttention(cfg.audio_dim, self.window) if self.window > 1 else None
+            self.register_buffer("audio_mean", torch.zeros(channels))
+            self.register_buffer("audio_std", torch.ones(channels))
+        else:
+            raise ThgError(f"config: model.condition must be 'motion' or 'audio', got '{cfg.condition}'")
         self.head = HeadField(cfg, bound)
         self.torso = TorsoField(cfg) if cfg.use_torso else None
         self.ind_head = nn.Parameter(0.1 * torch.randn(n_train, cfg.individual_dim))
         self.ind_torso = nn.Parameter(0.1 * torch.randn(n_train, cfg.individual_dim)) if cfg.use_torso else None
-        self.register_buffer("audio_mean", torch.zeros(channels))
-        self.register_buffer("audio_std", torch.ones(channels))
         self.register_buffer("pose_mean", torch.zeros(POSE_DIM))
         self.register_buffer("pose_std", torch.ones(POSE_DIM))
         self.occupancy = OccupancyGrid(cfg.occupancy_resolution, bound)
@@ -50,12 +73,19 @@ class TalkingHeadModel(nn.Module):
         """Ray-marching step in world units."""
         return 2.0 * self.bound / self.cfg.march_steps
 
-    def set_normalization(self, audio_feats: np.ndarray, train_c2w: np.ndarray) -> None:
-        """Per-channel audio stats from ``audio_feats`` [n, T, C] and pose stats from ``train_c2w`` [N, 4, 4]."""
-        a = np.asarray(audio_feats, dtype=np.float32).reshape(-1, self.audio_shape[1])
+    @property
+    def conditioned_on_motion(self) -> bool:
+        return self.cfg.condition == "motion"
+
+    def set_normalization(self, source: np.ndarray, train_c2w: np.ndarray) -> None:
+        """Per-channel stats of the condition source of the training frames (``[n, T, C]`` audio windows or
+        ``[n, M]`` motion codes) and pose stats from ``train_c2w`` [N, 4, 4]."""
+        a = np.asarray(source, dtype=np.float32).reshape(-1, self.cond_shape[-1])
         p = np.asarray(train_c2w, dtype=np.float32)[:, :3, :4].reshape(len(train_c2w), -1)
-        self.audio_mean.copy_(torch.from_numpy(a.mean(0)))
-        self.audio_std.copy_(torch.from_numpy(a.std(0) + 1e-3))
+        mean, std = (self.motion_mean, self.motion_std) if self.conditioned_on_motion else (self.audio_mean,
+                                                                                             self.audio_std)
+        mean.copy_(torch.from_numpy(a.mean(0)))
+        std.copy_(torch.from_numpy(a.std(0) + 1e-3))
         self.pose_mean.copy_(torch.from_numpy(p.mean(0)))
         self.pose_std.copy_(torch.from_numpy(p.std(0) + 1e-3))
 
@@ -70,7 +100,20 @@ class TalkingHeadModel(nn.Module):
         skip = {id(p) for p in self.grid_parameters() + self.code_parameters()}
         return [p for p in self.parameters() if id(p) not in skip]
 
-    def audio_codes(self, feats: np.ndarray | torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    def cond_codes(self, source: np.ndarray | torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+        """Condition vectors [B, A] of frames ``centres`` [B] (long) of the per-frame ``source`` array
+        (``[n, M]`` motion codes or ``[n, T, C]`` audio windows, see the module docstring)."""
+        if self.conditioned_on_motion:
+            dev = self.motion_mean.device
+            idx = centres.to("cpu").long()
+            if isinstance(source, torch.Tensor):
+                rows = source[idx.to(source.device)].to(dev, torch.float32)
+            else:
+                rows = torch.from_numpy(np.asarray(source[idx.numpy()], dtype=np.float32)).to(dev)
+            return self.motion_encoder((rows - self.motion_mean) / self.motion_std)
+        return self._audio_codes(source, centres)
+
+    def _audio_codes(self, feats: np.ndarray | torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
         """Attended audio codes [B, A] of frames ``centres`` [B] (long) of the feature array ``feats`` [n, T, C]."""
         dev = self.audio_mean.device
         idx = window_indices(centres.to("cpu"), self.window, len(feats))  # [B, W]

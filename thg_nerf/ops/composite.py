@@ -32,32 +32,35 @@ def composite_torch(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.
 
 
 class _CompositeFunction(torch.autograd.Function):
-    """CUDA packed compositing with early termination (float32, or float64 for gradchecks); backward w.r.t.
-    sigmas. The forward also returns per-ray ``(begin, end, alive)`` info reused by the backward pass."""
+    """CUDA packed compositing with the kernel module ``kernels``, with early termination (float32, or float64
+    for gradchecks); backward w.r.t. sigmas. The forward also returns per-ray ``(begin, end, alive)`` info reused
+    by the backward pass."""
 
     @staticmethod
-    def forward(ctx, sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop):  # type: ignore[override]
+    def forward(ctx, kernels, sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop):  # type: ignore[override]
         dtype = torch.float64 if sigmas.dtype == torch.float64 else torch.float32
         sig = sigmas.to(dtype).contiguous()
         t0, t1 = t_starts.to(dtype).contiguous(), t_ends.to(dtype).contiguous()
-        weights, info = backend.ext().composite_forward(sig, t0, t1, ray_indices.long().contiguous(), int(n_rays),
-                                                        float(early_stop))
+        weights, info = kernels.composite_forward(sig, t0, t1, ray_indices.long().contiguous(), int(n_rays),
+                                                  float(early_stop))
         ctx.save_for_backward(sig, t0, t1, weights, info)
+        ctx.kernels = kernels
         return weights
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_w):  # type: ignore[override]
         sig, t0, t1, weights, info = ctx.saved_tensors
-        grad_sigma = backend.ext().composite_backward(grad_w.to(sig.dtype).contiguous(), sig, t0, t1, weights, info)
-        return grad_sigma, None, None, None, None, None
+        grad_sigma = ctx.kernels.composite_backward(grad_w.to(sig.dtype).contiguous(), sig, t0, t1, weights, info)
+        return None, grad_sigma, None, None, None, None, None
 
 
 def composite(sigmas: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor,
               n_rays: int, early_stop: float = 1e-4) -> torch.Tensor:
     """Per-sample volume-rendering weights [S] of packed samples (sorted by ray)."""
-    if backend.use_cuda(sigmas, t_starts):
-        return _CompositeFunction.apply(sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop)
+    kernels = backend.kernels("composite", sigmas, t_starts)
+    if kernels is not None:
+        return _CompositeFunction.apply(kernels, sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop)
     return composite_torch(sigmas, t_starts, t_ends, ray_indices, n_rays, early_stop)
 
 
@@ -88,14 +91,21 @@ def composite_step_torch(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: tor
     trans.mul_(torch.exp(-tau.sum(1)))
 
 
+def _composite_step_kernel(kernels, sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Tensor,
+                           step_size: float, trans: torch.Tensor, rgb_acc: torch.Tensor, depth_acc: torch.Tensor,
+                           early_stop: float) -> None:
+    """:func:`composite_step` on the kernel module ``kernels``."""
+    kernels.composite_inference(sigmas.float().contiguous(), rgbs.float().contiguous(), t_starts.float().contiguous(),
+                                float(step_size), trans, rgb_acc, depth_acc, float(early_stop))
+
+
 def composite_step(sigmas: torch.Tensor, rgbs: torch.Tensor, t_starts: torch.Tensor, step_size: float,
                    trans: torch.Tensor, rgb_acc: torch.Tensor, depth_acc: torch.Tensor,
                    early_stop: float = 1e-3) -> None:
     """In-place inference compositing (see :func:`composite_step_torch`)."""
     with torch.no_grad():
-        if backend.use_cuda(sigmas, trans):
-            backend.ext().composite_inference(sigmas.float().contiguous(), rgbs.float().contiguous(),
-                                              t_starts.float().contiguous(), float(step_size), trans, rgb_acc,
-                                              depth_acc, float(early_stop))
+        kernels = backend.kernels("composite_step", sigmas, trans)
+        if kernels is not None:
+            _composite_step_kernel(kernels, sigmas, rgbs, t_starts, step_size, trans, rgb_acc, depth_acc, early_stop)
             return
         composite_step_torch(sigmas, rgbs, t_starts, step_size, trans, rgb_acc, depth_acc, early_stop)

@@ -127,35 +127,38 @@ def hash_encode_torch(x: torch.Tensor, embeddings: torch.Tensor, offsets: torch.
 
 
 class _HashEncodeFunction(torch.autograd.Function):
-    """CUDA hash encoding; gradients for the table and (when required) the input points.
+    """CUDA hash encoding with the kernel module ``kernels``; gradients for the table and (when required) the
+    input points.
 
     Tables may be float32, float16 (interpolated and accumulated in float32) or float64 (then ``x`` is
     float64 too, which makes the kernels gradcheck-able).
     """
 
     @staticmethod
-    def forward(ctx, x, embeddings, offsets, resolutions):  # type: ignore[override]
+    def forward(ctx, kernels, x, embeddings, offsets, resolutions):  # type: ignore[override]
         emb = embeddings.contiguous()
         x = x.to(torch.float64 if emb.dtype == torch.float64 else torch.float32).contiguous()
         offsets = offsets.to(device=x.device, dtype=torch.int32).contiguous()
         resolutions = resolutions.to(device=x.device, dtype=torch.int32).contiguous()
-        out = backend.ext().hash_encode_forward(x, emb, offsets, resolutions)
+        out = kernels.hash_encode_forward(x, emb, offsets, resolutions)
         ctx.save_for_backward(x, emb, offsets, resolutions)
+        ctx.kernels = kernels
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):  # type: ignore[override]
         x, emb, offsets, resolutions = ctx.saved_tensors
-        need_x = bool(ctx.needs_input_grad[0])
-        grad_emb, grad_x = backend.ext().hash_encode_backward(grad_out.to(emb.dtype).contiguous(), x, emb, offsets,
-                                                              resolutions, need_x)
-        return grad_x, grad_emb, None, None
+        need_x = bool(ctx.needs_input_grad[1])
+        grad_emb, grad_x = ctx.kernels.hash_encode_backward(grad_out.to(emb.dtype).contiguous(), x, emb, offsets,
+                                                            resolutions, need_x)
+        return None, grad_x, grad_emb, None, None
 
 
 def hash_encode(x: torch.Tensor, embeddings: torch.Tensor, offsets: torch.Tensor,
                 resolutions: torch.Tensor) -> torch.Tensor:
     """Multiresolution hash encoding of ``x`` [N, D] in [0, 1]^D -> [N, L * F] (see module docstring)."""
-    if backend.use_cuda(x, embeddings):
-        return _HashEncodeFunction.apply(x, embeddings, offsets, resolutions)
+    kernels = backend.kernels("hash_encode", x, embeddings)
+    if kernels is not None:
+        return _HashEncodeFunction.apply(kernels, x, embeddings, offsets, resolutions)
     return hash_encode_torch(x, embeddings, offsets, resolutions)

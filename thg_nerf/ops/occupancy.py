@@ -19,11 +19,17 @@ def update_occupancy_torch(density: torch.Tensor, new_density: torch.Tensor, dec
     return density > threshold
 
 
+def _update_occupancy_kernel(kernels, density: torch.Tensor, new_density: torch.Tensor, decay: float,
+                             threshold: float) -> torch.Tensor:
+    """:func:`update_occupancy` on the kernel module ``kernels``."""
+    return kernels.occupancy_update(density, new_density.float().contiguous(), float(decay), float(threshold))
+
+
 def update_occupancy(density: torch.Tensor, new_density: torch.Tensor, decay: float = 0.95,
                      threshold: float = 0.01) -> torch.Tensor:
     """Update the running density grid in place and return the occupancy bool grid."""
     with torch.no_grad():
-        if backend.use_cuda(density, new_density):
-            return backend.ext().occupancy_update(density, new_density.float().contiguous(), float(decay),
-                                                  float(threshold))
+        kernels = backend.kernels("update_occupancy", density, new_density)
+        if kernels is not None:
+            return _update_occupancy_kernel(kernels, density, new_density, decay, threshold)
         return update_occupancy_torch(density, new_density, decay, threshold)

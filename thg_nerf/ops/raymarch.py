@@ -96,16 +96,25 @@ def march_rays_torch(rays_o: torch.Tensor, rays_d: torch.Tensor, t_near: torch.T
     return RaySamples(ray_indices, t_starts, t_ends)
 
 
+def _march_rays_kernel(kernels, rays_o: torch.Tensor, rays_d: torch.Tensor, t_near: torch.Tensor,
+                       t_far: torch.Tensor, occ: torch.Tensor, aabb: torch.Tensor, step_size: float, max_samples: int,
+                       jitter: torch.Tensor | None) -> RaySamples:
+    """:func:`march_rays` on the kernel module ``kernels``."""
+    ri, t0, t1 = kernels.march_rays_train(*_f32(rays_o, rays_d, t_near, t_far), *_grid(occ, aabb, rays_o.device),
+                                          float(step_size), int(max_samples),
+                                          None if jitter is None else _f32(jitter)[0])
+    return RaySamples(ri, t0, t1)
+
+
 def march_rays(rays_o: torch.Tensor, rays_d: torch.Tensor, t_near: torch.Tensor, t_far: torch.Tensor,
                occ: torch.Tensor, aabb: torch.Tensor, step_size: float, max_samples: int,
                jitter: torch.Tensor | None = None) -> RaySamples:
     """Packed training samples of rays [R, 3] through the occupancy grid (no gradients)."""
     with torch.no_grad():
-        if backend.use_cuda(rays_o, occ):
-            ri, t0, t1 = backend.ext().march_rays_train(
-                *_f32(rays_o, rays_d, t_near, t_far), *_grid(occ, aabb, rays_o.device), float(step_size),
-                int(max_samples), None if jitter is None else _f32(jitter)[0])
-            return RaySamples(ri, t0, t1)
+        kernels = backend.kernels("march_rays", rays_o, occ)
+        if kernels is not None:
+            return _march_rays_kernel(kernels, rays_o, rays_d, t_near, t_far, occ, aabb, step_size, max_samples,
+                                      jitter)
         return march_rays_torch(rays_o, rays_d, t_near, t_far, occ, aabb, step_size, max_samples, jitter)
 
 
@@ -136,13 +145,21 @@ def march_step_torch(rays_o: torch.Tensor, rays_d: torch.Tensor, t: torch.Tensor
     return out, t_next
 
 
+def _march_step_kernel(kernels, rays_o: torch.Tensor, rays_d: torch.Tensor, t: torch.Tensor, t_far: torch.Tensor,
+                       occ: torch.Tensor, aabb: torch.Tensor, step_size: float,
+                       n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`march_step` on the kernel module ``kernels``."""
+    t_starts, t_next = kernels.march_rays_inference(*_f32(rays_o, rays_d, t, t_far), *_grid(occ, aabb, rays_o.device),
+                                                    float(step_size), int(n_steps))
+    return t_starts, t_next
+
+
 def march_step(rays_o: torch.Tensor, rays_d: torch.Tensor, t: torch.Tensor, t_far: torch.Tensor,
                occ: torch.Tensor, aabb: torch.Tensor, step_size: float,
                n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Next occupied samples of alive rays for inference (see :func:`march_step_torch`)."""
     with torch.no_grad():
-        if backend.use_cuda(rays_o, occ):
-            t_starts, t_next = backend.ext().march_rays_inference(
-                *_f32(rays_o, rays_d, t, t_far), *_grid(occ, aabb, rays_o.device), float(step_size), int(n_steps))
-            return t_starts, t_next
+        kernels = backend.kernels("march_step", rays_o, occ)
+        if kernels is not None:
+            return _march_step_kernel(kernels, rays_o, rays_d, t, t_far, occ, aabb, step_size, n_steps)
         return march_step_torch(rays_o, rays_d, t, t_far, occ, aabb, step_size, n_steps)

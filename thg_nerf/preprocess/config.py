@@ -20,7 +20,7 @@ class PreprocessConfig:
     landmarks: str = "mediapipe"
     """Landmark backend: ``mediapipe`` (bundled weights) or ``face-alignment`` (optional extra)."""
     audio_features: str = "mel"
-    """``mel`` | ``hubert:DIR`` | ``wav2vec2:DIR`` | ``npy:FILE``."""
+    """``mel`` | ``phones`` | ``mel+phones`` | ``hubert:DIR`` | ``wav2vec2:DIR`` | ``npy:FILE``."""
     max_missing_fraction: float = 0.3
     """Fail when more than this fraction of frames has no face."""
     max_interp_gap_s: float = 0.25

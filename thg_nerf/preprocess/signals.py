@@ -67,6 +67,17 @@ def eye_aspect_ratio(landmarks: np.ndarray, topo: Topology) -> np.ndarray:
     return np.mean(ears, axis=0)
 
 
+def mouth_opening(landmarks: np.ndarray, mouth: tuple[int, int, int, int]) -> np.ndarray:
+    """Inner-lip gap over mouth width [...] of landmarks [..., L, 2+] (``mouth`` = ``Topology.mouth``).
+
+    Dimensionless, so it compares across image sizes and between real and rendered frames.
+    """
+    up, lo, cr, cl = mouth
+    pts = np.asarray(landmarks, dtype=np.float64)[..., :2]
+    width = np.linalg.norm(pts[..., cl, :] - pts[..., cr, :], axis=-1)
+    return np.linalg.norm(pts[..., lo, :] - pts[..., up, :], axis=-1) / np.maximum(width, 1e-6)
+
+
 def blink_signal(ear: np.ndarray, use: np.ndarray) -> np.ndarray:
     """Eye closure in [0, 1] (1 = closed) from the eye aspect ratio, normalised per clip.
 

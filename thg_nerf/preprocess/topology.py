@@ -36,6 +36,8 @@ class Topology:
     chin: int
     top: tuple[int, ...]
     """Points whose mean is the top of the face (forehead or brow centre)."""
+    mouth: tuple[int, int, int, int] = (13, 14, 61, 291)
+    """Inner-lip midpoints (upper, lower) and the mouth corners (subject's right, left)."""
 
     @property
     def eyes(self) -> tuple[int, ...]:
@@ -89,7 +91,7 @@ def mediapipe_topology() -> Topology:
         lips=lips,
         brows=pts(fmc.FACEMESH_LEFT_EYEBROW) + pts(fmc.FACEMESH_RIGHT_EYEBROW),
         irises=tuple(range(468, 478)),
-        nose_tip=1, chin=152, top=(10,),
+        nose_tip=1, chin=152, top=(10,), mouth=(13, 14, 61, 291),
     )
 
 
@@ -102,7 +104,7 @@ def ibug68_topology() -> Topology:
         left_eye=tuple(range(42, 48)), right_eye=tuple(range(36, 42)),
         left_ear=(42, 43, 44, 45, 46, 47), right_ear=(36, 37, 38, 39, 40, 41),
         lips=tuple(range(48, 68)), brows=tuple(range(17, 27)), irises=(),
-        nose_tip=30, chin=8, top=(21, 22),
+        nose_tip=30, chin=8, top=(21, 22), mouth=(62, 66, 48, 54),
     )
 
 

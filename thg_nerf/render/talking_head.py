@@ -56,7 +56,7 @@ class RenderPlan:
     size: tuple[int, int]
     """(w, h) of the frames."""
     features: np.ndarray
-    """[n_frames, T, C] float32 audio feature windows."""
+    """[n_frames, T, C] float32 audio feature windows (of the run's ``audio_spec``)."""
     poses: PosePath
     eyes: np.ndarray
     """[n_frames] float32 eye signal."""
@@ -187,7 +187,8 @@ class TalkingHead:
         import torch
 
         device = self.run.device
-        feats = torch.from_numpy(np.require(plan.features, np.float32, ["C", "W"])).to(device)
+        cond = np.require(self.run.conditions(plan.features), np.float32, ["C", "W"])
+        feats = torch.from_numpy(cond).to(device)
         bg = None
         if plan.background is not None:
             bg = torch.from_numpy(np.require(plan.background, np.uint8, ["C", "W"])).to(device).float() / 255.0

@@ -133,16 +133,17 @@ CPU_CHUNK_RAYS = 8192
 
 
 @torch.no_grad()
-def render_image(model: TalkingHeadModel, c2w: np.ndarray, intr: Intrinsics, audio_feats: np.ndarray | torch.Tensor,
+def render_image(model: TalkingHeadModel, c2w: np.ndarray, intr: Intrinsics, cond: np.ndarray | torch.Tensor,
                  index: int, eye: float, rcfg: RenderConfig, device: torch.device,
                  codes: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
     """Render a whole frame: ``{"fg": [H, W, 3] premultiplied, "alpha": [H, W]}`` on ``device``.
 
-    ``audio_feats`` [n, T, C] with frame ``index``; ``codes`` are the appearance codes (default: the means).
+    ``cond`` is the per-frame condition source (``[n, M]`` motion or ``[n, T, C]`` audio, see
+    ``TalkingHeadModel.cond_codes``) with frame ``index``; ``codes`` are the appearance codes (default: the means).
     """
     w, h = intr.w, intr.h
     pose = torch.from_numpy(np.asarray(c2w, dtype=np.float32)).to(device)
-    audio = model.audio_codes(audio_feats, torch.tensor([int(index)]))
+    audio = model.cond_codes(cond, torch.tensor([int(index)]))
     ind_head, ind_torso = codes if codes is not None else model.mean_codes()
     eye_t = torch.tensor([[float(eye)]], device=device) if model.cfg.use_eye else None
     cond = HeadConditions(audio, eye_t, ind_head)

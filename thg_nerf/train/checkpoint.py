@@ -7,6 +7,7 @@ Layout of ``RUN/`` (written by :func:`thg_nerf.train.trainer.train`)::
     config.yaml              the fully resolved Config
     poses.safetensors        train_c2w [N, 4, 4], train_eye [N], val_c2w [M, 4, 4], val_eye [M]
     bg.png                   copy of the dataset's background plate
+    motion_model.safetensors the audio -> motion model (``model.condition: motion``, see thg_nerf.motion.model)
     checkpoints/iter_XXXXXXX.safetensors
                              model.* weights and buffers (occupancy grid included), optim.* Adam moments,
                              rng.torch generator state; JSON metadata "state": iteration, optimizer steps and
@@ -33,6 +34,7 @@ from thg_nerf.dataset import Intrinsics
 from thg_nerf.errors import IncompatibleVersionError, ThgError
 from thg_nerf.fields.model import TalkingHeadModel
 from thg_nerf.log import get_logger
+from thg_nerf.motion.model import AudioMotionModel
 from thg_nerf.utils.fs import atomic_file, read_json
 
 log = get_logger(__name__)
@@ -92,6 +94,8 @@ def read_run_config(run_dir: str | Path) -> Config:
         raise ThgError(f"corrupt config {path}: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ThgError(f"corrupt config {path}: not a mapping")
+    if isinstance(data.get("model"), dict):  # runs from before motion conditioning were audio-conditioned
+        data["model"].setdefault("condition", "audio")
     return config_from_dict(data)
 
 
@@ -103,7 +107,8 @@ def intrinsics_from_info(info: dict) -> Intrinsics:
 def build_model(cfg: Config, info: dict) -> TalkingHeadModel:
     """An untrained model with the architecture recorded in ``cfg`` / ``info``."""
     t, c = info["audio_shape"]
-    return TalkingHeadModel(cfg.model, float(info["bound"]), (int(t), int(c)), int(info["n_train"]))
+    return TalkingHeadModel(cfg.model, float(info["bound"]), (int(t), int(c)), int(info["n_train"]),
+                            int(info.get("motion_dim", 0)))
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -237,16 +242,27 @@ class LoadedRun:
     train_eye: np.ndarray
     background: np.ndarray
     iteration: int = 0
+    motion_model: AudioMotionModel | None = None
+    """The audio -> motion model (runs conditioned on motion)."""
 
-    def render_frame(self, c2w: np.ndarray, audio_feats: np.ndarray | torch.Tensor, index: int, eye: float,
+    def conditions(self, features: np.ndarray) -> np.ndarray:
+        """The head field's per-frame condition source for audio feature windows ``features`` [n, T, C]
+        (computed with ``audio_spec``): predicted motion codes [n, M] for a motion-conditioned run, the
+        features themselves for an audio-conditioned one."""
+        if self.motion_model is None:
+            return features
+        return self.motion_model.predict(features)
+
+    def render_frame(self, c2w: np.ndarray, cond: np.ndarray | torch.Tensor, index: int, eye: float,
                      size: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
         """Render one frame.
 
         Args:
             c2w: [4, 4] camera-to-world pose in head space (as in transforms_*.json).
-            audio_feats: [n, T, C] features of the whole driving audio; the attention window around
-                ``index`` is taken inside.
-            index: frame index into ``audio_feats``.
+            cond: the per-frame condition source of the whole sequence: motion codes [n, M] for a
+                motion-conditioned run (see :meth:`conditions`), audio features [n, T, C] for an
+                audio-conditioned one (the attention window around ``index`` is taken inside).
+            index: frame index into ``cond``.
             eye: eye-blink signal in [0, 1].
             size: ``(w, h)`` output size (default: the training size).
         Returns:
@@ -255,15 +271,15 @@ class LoadedRun:
         """
         from thg_nerf.render.volume import render_image
 
-        t, c = self.model.audio_shape
-        if audio_feats.ndim != 3 or tuple(audio_feats.shape[1:]) != (t, c):
-            raise ThgError(f"audio features have shape {tuple(audio_feats.shape)}, the run needs [n, {t}, {c}] "
-                           f"({self.audio_spec} features)")
-        if not 0 <= index < len(audio_feats):
-            raise ThgError(f"frame index {index} outside the audio features (n = {len(audio_feats)})")
+        need = self.model.cond_shape
+        if cond.ndim != 1 + len(need) or tuple(cond.shape[1:]) != need:
+            what = "motion codes" if self.model.conditioned_on_motion else f"audio features ({self.audio_spec})"
+            raise ThgError(f"{what} have shape {tuple(cond.shape)}, the run needs [n, {', '.join(map(str, need))}]")
+        if not 0 <= index < len(cond):
+            raise ThgError(f"frame index {index} outside the conditions (n = {len(cond)})")
         w, h = size if size is not None else (self.intrinsics.w, self.intrinsics.h)
         intr = self.intrinsics if (w, h) == (self.intrinsics.w, self.intrinsics.h) else self.intrinsics.scaled(w, h)
-        return render_image(self.model, np.asarray(c2w, dtype=np.float32), intr, audio_feats, index, float(eye),
+        return render_image(self.model, np.asarray(c2w, dtype=np.float32), intr, cond, index, float(eye),
                             self.cfg.render, self.device)
 
 
@@ -289,7 +305,8 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> L
         background = np.asarray(Image.open(bg_path).convert("RGB"))
     except (OSError, ValueError) as e:
         raise ThgError(f"cannot read background plate {bg_path} ({type(e).__name__})") from None
+    motion = AudioMotionModel.load(run_dir) if model.conditioned_on_motion else None
+    spec = motion.spec if motion is not None else str(info.get("audio_spec", "mel"))
     return LoadedRun(run_dir=run_dir, cfg=cfg, model=model, device=dev, intrinsics=intrinsics_from_info(info),
-                     fps=float(info["fps"]), audio_spec=str(info.get("audio_spec", "mel")),
-                     train_c2w=poses["train_c2w"], train_eye=poses["train_eye"], background=background,
-                     iteration=iteration)
+                     fps=float(info["fps"]), audio_spec=spec, train_c2w=poses["train_c2w"],
+                     train_eye=poses["train_eye"], background=background, iteration=iteration, motion_model=motion)

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 LMD_SIZE = 512
 #: Inner-lip midpoints (upper, lower) and mouth corners in the mediapipe face-mesh numbering.
-INNER_UPPER, INNER_LOWER, CORNER_R, CORNER_L = 13, 14, 61, 291
+MEDIAPIPE_MOUTH = (13, 14, 61, 291)
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -99,9 +99,10 @@ def lip_distance(lm_a: np.ndarray, lm_b: np.ndarray, lips: list[int]) -> float:
 
 
 def mouth_opening_landmarks(lm: np.ndarray) -> float:
-    """Inner-lip gap over mouth width (dimensionless)."""
-    width = np.linalg.norm(lm[CORNER_L] - lm[CORNER_R])
-    return float(np.linalg.norm(lm[INNER_LOWER] - lm[INNER_UPPER]) / max(width, 1e-6))
+    """Inner-lip gap over mouth width (dimensionless) of mediapipe landmarks [478, 2]."""
+    from thg_nerf.preprocess.signals import mouth_opening
+
+    return float(mouth_opening(lm, MEDIAPIPE_MOUTH))
 
 
 def mouth_opening_dark(image: np.ndarray, box: np.ndarray) -> float:

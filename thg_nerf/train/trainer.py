@@ -31,6 +31,9 @@ from thg_nerf.dataset import Dataset, Intrinsics, load_dataset
 from thg_nerf.errors import ThgError
 from thg_nerf.fields.model import TalkingHeadModel
 from thg_nerf.log import get_logger, progress
+from thg_nerf.motion.model import MODEL_FILE as MOTION_MODEL_FILE
+from thg_nerf.motion.model import train_audio_motion
+from thg_nerf.motion.targets import dataset_motion
 from thg_nerf.render.rays import pixel_rays, pixel_uv
 from thg_nerf.render.volume import HeadConditions, composite_layers, render_head_train, render_image
 from thg_nerf.train import checkpoint as ckpt
@@ -38,8 +41,8 @@ from thg_nerf.utils.fs import atomic_dir, write_json
 
 log = get_logger(__name__)
 
-#: Audio codes drawn per occupancy update (each cell is evaluated under one of them, at a random eye value).
-OCC_AUDIO_CODES = 64
+#: Condition codes drawn per occupancy update (each cell is evaluated under one of them, at a random eye value).
+OCC_CODES = 64
 LOG_EVERY = 25
 
 
@@ -63,6 +66,9 @@ class TrainData:
     val_aud: np.ndarray
     val_c2w: np.ndarray
     val_eye: np.ndarray
+    cond: np.ndarray         # the head field's per-frame condition source: [n, M] motion or [n, T, C] audio
+    train_cond: np.ndarray   # [N] rows of ``cond`` of the training frames (img ids for motion, aud ids for audio)
+    val_cond: np.ndarray
 
 
 def _split_arrays(records) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -89,8 +95,12 @@ def open_dataset(data_dir: str | Path) -> Dataset:
     return ds
 
 
-def load_train_data(ds: Dataset) -> TrainData:
-    """Arrays for training; decodes frames/masks to the dataset's memmap cache on first use."""
+def load_train_data(ds: Dataset, condition: str = "motion") -> TrainData:
+    """Arrays for training; decodes frames/masks to the dataset's memmap cache on first use.
+
+    ``condition`` (``model.condition``) selects the head field's condition source: the dataset's tracked
+    motion codes, or its audio features.
+    """
     trk = ds.tracking()
     t_img, t_aud, t_c2w, t_eye = _split_arrays(ds.train)
     v_img, v_aud, v_c2w, v_eye = _split_arrays(ds.val)
@@ -98,10 +108,16 @@ def load_train_data(ds: Dataset) -> TrainData:
     w, h = ds.size
     if bg.shape != (h, w, 3):
         raise ThgError(f"{ds.path('background')} is {bg.shape[1]}x{bg.shape[0]}, frames are {w}x{h}")
-    return TrainData(ds=ds, intr=ds.intrinsics, frames=ds.frames(), masks=ds.masks(), audio=ds.audio_features(),
+    audio = ds.audio_features()
+    if condition == "motion":
+        cond, train_cond, val_cond = dataset_motion(ds).motion, t_img, v_img
+    else:
+        cond, train_cond, val_cond = audio, t_aud, v_aud
+    return TrainData(ds=ds, intr=ds.intrinsics, frames=ds.frames(), masks=ds.masks(), audio=audio,
                      background=bg, face_box=np.asarray(trk["face_box"], np.float32),
                      mouth_box=np.asarray(trk["mouth_box"], np.float32), train_img=t_img, train_aud=t_aud,
-                     train_c2w=t_c2w, train_eye=t_eye, val_img=v_img, val_aud=v_aud, val_c2w=v_c2w, val_eye=v_eye)
+                     train_c2w=t_c2w, train_eye=t_eye, val_img=v_img, val_aud=v_aud, val_c2w=v_c2w, val_eye=v_eye,
+                     cond=cond, train_cond=train_cond, val_cond=val_cond)
 
 
 class RaySampler:
@@ -174,6 +190,8 @@ def _run_info(ds: Dataset, cfg: Config) -> dict:
         "audio_spec": str(audio_meta.get("features", "mel")),
         "audio_sample_rate": int(audio_meta.get("sample_rate", 16000)),
         "audio_shape": [int(s) for s in ds.audio_features().shape[1:]],
+        "condition": cfg.model.condition,
+        "motion_dim": dataset_motion(ds).dim if cfg.model.condition == "motion" else 0,
         "bound": _head_bound(ds, cfg),
         "n_train": len(ds.train),
         "train_ids": [[r.img_id, r.aud_id] for r in ds.train],
@@ -280,15 +298,15 @@ def _set_lr(opt: torch.optim.Adam, cfg: Config, it: int) -> float:
 
 
 @torch.no_grad()
-def update_occupancy(model: TalkingHeadModel, audio: np.ndarray, train_aud: np.ndarray,
+def update_occupancy(model: TalkingHeadModel, cond: np.ndarray, train_cond: np.ndarray,
                      gen: torch.Generator) -> None:
-    """One occupancy update under random training audio codes and random eye values."""
-    dev = model.audio_mean.device
-    pick = torch.randint(len(train_aud), (OCC_AUDIO_CODES,), generator=gen, device=dev).cpu()
-    codes = model.audio_codes(audio, torch.from_numpy(train_aud)[pick])
+    """One occupancy update under the condition codes of random training frames and random eye values."""
+    dev = model.pose_mean.device
+    pick = torch.randint(len(train_cond), (OCC_CODES,), generator=gen, device=dev).cpu()
+    codes = model.cond_codes(cond, torch.from_numpy(train_cond)[pick])
 
     def density(pts: torch.Tensor) -> torch.Tensor:
-        k = torch.randint(OCC_AUDIO_CODES, (pts.shape[0],), generator=gen, device=dev)
+        k = torch.randint(OCC_CODES, (pts.shape[0],), generator=gen, device=dev)
         eye = torch.rand(pts.shape[0], 1, generator=gen, device=dev) if model.cfg.use_eye else None
         return model.head.density(pts, codes[k], eye)[0]
 
@@ -323,7 +341,7 @@ class Trainer:
         cfg, model, d, dev = self.cfg, self.model, self.data, self.dev
         lr = _set_lr(self.opt, cfg, it)
         if it >= cfg.train.occupancy_warmup and it % max(1, cfg.train.occupancy_every) == 0:
-            update_occupancy(model, d.audio, d.train_aud, self.gen)
+            update_occupancy(model, d.cond, d.train_cond, self.gen)
         b = self.sampler.sample()
         frames = torch.from_numpy(b["frames"]).to(dev)
         slot = torch.from_numpy(b["slot"]).to(dev)
@@ -335,7 +353,7 @@ class Trainer:
         jitter = torch.rand(rays_o.shape[0], generator=self.gen, device=dev)
         bg = self.bg[v, u]
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.amp):
-            audio = model.audio_codes(d.audio, torch.from_numpy(d.train_aud[b["frames"]]))
+            audio = model.cond_codes(d.cond, torch.from_numpy(d.train_cond[b["frames"]]))
             eye = self.eye[frames][:, None] if model.cfg.use_eye else None
             cond = HeadConditions(audio, eye, model.ind_head[frames])
             head = render_head_train(model.head, model.occupancy, rays_o, rays_d, slot, cond, model.step_size,
@@ -372,7 +390,7 @@ class Trainer:
         i = k % len(d.val_img)
         self.model.eval()
         try:
-            out = render_image(self.model, d.val_c2w[i], d.intr, d.audio, int(d.val_aud[i]), float(d.val_eye[i]),
+            out = render_image(self.model, d.val_c2w[i], d.intr, d.cond, int(d.val_cond[i]), float(d.val_eye[i]),
                                self.cfg.render, self.dev)
         finally:
             self.model.train()
@@ -408,10 +426,10 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
         _check_new_run_dir(run_dir)
         info = _run_info(ds, cfg)
         tensors, state = {}, {}
-    data = load_train_data(ds)
+    data = load_train_data(ds, cfg.model.condition)
     torch.manual_seed(cfg.seed)
     model = ckpt.build_model(cfg, info)
-    model.set_normalization(data.audio[data.train_aud], data.train_c2w)
+    model.set_normalization(data.cond[data.train_cond], data.train_c2w)
     model.to(dev).train()
     trainer = Trainer(data, cfg, model, dev)
     start = 0
@@ -425,6 +443,8 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
         _write_new_run(run_dir, ds, cfg, info)
         log.info(f"training {run_dir} ({cfg.preset} preset, {cfg.train.iters} iterations, device {dev}, "
                  f"{len(data.train_img)} train / {len(data.val_img)} val frames)")
+    if cfg.model.condition == "motion" and not (run_dir / MOTION_MODEL_FILE).is_file():
+        train_audio_motion(ds, cfg.motion, run_dir)
     elapsed_before = float(state.get("elapsed_s", 0.0))
     _loop(trainer, run_dir, start, elapsed_before, stop_at)
     return run_dir

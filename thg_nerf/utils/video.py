@@ -35,8 +35,11 @@ class VideoInfo:
     rotate: int = 0
 
 
-def probe_video(path: str | Path) -> VideoInfo:
-    """Read size, fps, duration, frame count and whether an audio stream exists. ThgError if unreadable."""
+def probe_video(path: str | Path, count: bool = True) -> VideoInfo:
+    """Read size, fps, duration, frame count and whether an audio stream exists. ThgError if unreadable.
+
+    ``count=False`` skips counting the frames by decoding (``n_frames`` is then duration * fps).
+    """
     import imageio_ffmpeg
 
     path = Path(path)
@@ -53,9 +56,15 @@ def probe_video(path: str | Path) -> VideoInfo:
     w, h = meta.get("size", (0, 0))
     if fps <= 0 or w <= 0 or h <= 0:
         raise ThgError(f"cannot read video {path}: no video stream")
-    try:
-        n_frames, secs = imageio_ffmpeg.count_frames_and_secs(str(path))
-    except (OSError, RuntimeError):
+    counted = None
+    if count:
+        try:
+            counted = imageio_ffmpeg.count_frames_and_secs(str(path))
+        except (OSError, RuntimeError):
+            counted = None
+    if counted is not None:
+        n_frames, secs = counted
+    else:
         secs = float(meta.get("duration") or 0.0)
         n_frames = int(round(secs * fps))
     if n_frames <= 0:

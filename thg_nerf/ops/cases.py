@@ -1,6 +1,8 @@
-"""Shared random inputs for the ops tests (test_ops.py, test_cuda_host.py, test_cuda_ops.py); no tests here.
+"""Small reproducible random inputs of the ops, with their edge cases; no tests here.
 
-Every generator takes a ``torch.Generator`` so that each test draws fresh but reproducible inputs, and returns
+Used by the self-test on first use (:mod:`thg_nerf.ops.selftest`), the ops tests (tests/test_ops.py,
+tests/test_cuda_host.py, tests/test_cuda_ops.py, tests/test_selftest.py) and tools/gpu_smoke_ops.py.
+Every generator takes a ``torch.Generator`` so that each caller draws fresh but reproducible inputs, and returns
 CPU tensors (callers move them to the device they test).
 """
 
@@ -11,7 +13,8 @@ from typing import NamedTuple
 
 import torch
 
-from thg_nerf.ops import HashGridLayout, ray_aabb_intersect
+from thg_nerf.ops.hash_encoding import HashGridLayout
+from thg_nerf.ops.raymarch import ray_aabb_intersect
 
 #: Layouts mixing dense and hashed levels, 2D and 3D, several features per level.
 LAYOUTS = [

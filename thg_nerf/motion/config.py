@@ -1,0 +1,66 @@
+"""Audio -> motion model settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class AugmentConfig:
+    """Speaker augmentation of the training audio, so other voices land in the training distribution.
+
+    Each copy of the training audio gets a random draw of every perturbation below; features are recomputed
+    from the perturbed wave and the motion targets are re-timed to match it.
+    """
+
+    copies: int = 8
+    """Augmented copies of the training audio (0 = augmentation off)."""
+    warp: tuple[float, float] = (0.82, 1.2)
+    """Frequency warp factor range: pitch and formants (vocal-tract length) scaled, duration kept."""
+    tempo: tuple[float, float] = (0.85, 1.15)
+    """Speaking-rate factor range (> 1 = faster), pitch kept."""
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    """Gain range in dB."""
+    noise_prob: float = 0.5
+    """Probability of added noise (white or pink) per copy."""
+    noise_snr_db: tuple[float, float] = (10.0, 30.0)
+    """Signal-to-noise ratio range of the added noise."""
+    reverb_prob: float = 0.5
+    """Probability of reverberation (a synthetic exponentially decaying room response) per copy."""
+    rt60_s: tuple[float, float] = (0.1, 0.6)
+    """Reverberation time range in seconds."""
+
+
+@dataclass
+class MotionConfig:
+    """The audio -> motion model: a temporal network from audio feature windows to the motion code."""
+
+    features: str = "mel"
+    """Audio features it reads (``mel``, ``phones``, ``mel+phones``, see ``thg_nerf.audio.features``)."""
+    hidden: int = 96
+    """Channels of the per-frame audio encoder and of the temporal layers."""
+    context_frames: int = 12
+    """Past video frames the temporal layers see (causal: no future frames beyond the audio window)."""
+    dropout: float = 0.15
+    """Dropout between temporal layers."""
+    seq_len: int = 48
+    """Frames per training sequence."""
+    batch: int = 16
+    """Sequences per step."""
+    iters: int = 3000
+    """Maximum optimisation steps (early stopping usually ends sooner)."""
+    lr: float = 2e-3
+    """Adam learning rate (cosine decay to 5 %)."""
+    eval_every: int = 50
+    """Validation loss every N steps (early stopping keeps the best)."""
+    patience: int = 12
+    """Stop after this many validations without improvement."""
+    velocity_weight: float = 0.5
+    """Weight of the frame-to-frame difference loss (crisp transitions)."""
+    max_gain: float = 2.0
+    """Cap on the amplitude calibration: predictions are scaled about the mean so the validation mouth
+    opening has the tracked amplitude (regression shrinks it), by at most this factor (1 = off)."""
+    seed: int = 0
+    """Random seed (initialisation, sequence draws, augmentation)."""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    """Speaker augmentation."""

@@ -1,0 +1,322 @@
+"""The trained audio -> motion model of a run: training, saving, loading and prediction.
+
+Trained on the person's training split against the tracked motion codes (``thg_nerf.motion.targets``),
+with speaker augmentation (``thg_nerf.motion.augment``) and early stopping on the validation split. After
+training, predictions are scaled about the mean motion so that the validation mouth opening has the
+tracked amplitude (regression to the mean shrinks it; see ``MotionConfig.max_gain``).
+
+Files in a run directory: ``motion_model.safetensors`` (weights and normalisation; JSON metadata with the
+schema version, config, feature spec, gain, readout and validation metrics). Never pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from thg_nerf.config import to_dict
+from thg_nerf.dataset import Dataset
+from thg_nerf.errors import ThgError
+from thg_nerf.log import get_logger, progress
+from thg_nerf.motion.augment import Perturbation, perturb
+from thg_nerf.motion.config import AugmentConfig, MotionConfig
+from thg_nerf.motion.net import AudioMotionNet
+from thg_nerf.motion.targets import MotionTargets, dataset_motion
+
+log = get_logger(__name__)
+
+MODEL_FILE = "motion_model.safetensors"
+SCHEMA_VERSION = 1
+SAMPLE_RATE = 16000
+PREDICT_CHUNK = 4096
+#: Shortest training sequence (frames).
+MIN_SEQ = 8
+
+
+def corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation of two series (None when one is constant or shorter than 3)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) < 3 or a.std() < 1e-12 or b.std() < 1e-12:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def amplitude_ratio(pred: np.ndarray, ref: np.ndarray) -> float | None:
+    """Standard deviation of ``pred`` over that of ``ref``."""
+    s = float(np.std(ref))
+    return float(np.std(pred)) / s if s > 1e-12 else None
+
+
+@dataclass
+class AudioMotionModel:
+    """A trained audio -> motion model (see the module docstring)."""
+
+    net: AudioMotionNet
+    spec: str
+    fps: float
+    feat_mean: torch.Tensor
+    feat_std: torch.Tensor
+    motion_mean: torch.Tensor
+    motion_scale: float
+    gain: float
+    readout: np.ndarray
+    """[M + 1] linear map from a motion code (plus 1) to the 2D mouth opening."""
+    meta: dict
+
+    @property
+    def motion_dim(self) -> int:
+        return int(self.motion_mean.numel())
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        t, c = self.meta["feature_shape"]
+        return int(t), int(c)
+
+    def features(self, wave: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
+        """Feature windows [n_frames, T, C] of a wave, as this model reads them."""
+        from thg_nerf.audio.features import extract_features
+
+        return extract_features(wave, sr, fps, n_frames, self.spec)
+
+    @torch.no_grad()
+    def predict(self, feats: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        """Motion codes [n, M] of consecutive frames' feature windows ``feats`` [n, T, C]."""
+        feats = np.asarray(feats, np.float32)
+        if feats.ndim != 3 or tuple(feats.shape[1:]) != self.feature_shape:
+            raise ThgError(f"audio features have shape {list(feats.shape)}, the motion model needs "
+                           f"[n, {self.feature_shape[0]}, {self.feature_shape[1]}] ({self.spec})")
+        self.net.eval()
+        ctx = self.net.receptive_frames
+        out = []
+        for a in range(0, len(feats), PREDICT_CHUNK):
+            lo = max(0, a - ctx)
+            x = (torch.from_numpy(feats[lo:a + PREDICT_CHUNK]) - self.feat_mean) / self.feat_std
+            out.append(self.net(x[None])[0, a - lo:])
+        z = torch.cat(out).numpy() if out else np.zeros((0, self.motion_dim), np.float32)
+        gain = self.gain if calibrated else 1.0
+        return (self.motion_mean.numpy() + gain * self.motion_scale * z).astype(np.float32)
+
+    def mouth(self, motion: np.ndarray) -> np.ndarray:
+        """2D mouth opening [n] a motion sequence [n, M] corresponds to (linear readout)."""
+        return np.asarray(motion, np.float64) @ self.readout[:-1] + self.readout[-1]
+
+    def save(self, run_dir: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        from thg_nerf.utils.fs import atomic_file
+
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
+        tensors.update({"feat_mean": self.feat_mean, "feat_std": self.feat_std, "motion_mean": self.motion_mean})
+        meta = {**self.meta, "schema_version": SCHEMA_VERSION, "spec": self.spec, "fps": self.fps,
+                "motion_scale": self.motion_scale, "gain": self.gain, "readout": [float(v) for v in self.readout]}
+        path = Path(run_dir) / MODEL_FILE
+        with atomic_file(path, suffix=".safetensors") as tmp:
+            save_file(tensors, str(tmp), metadata={"meta": json.dumps(meta)})
+        return path
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> AudioMotionModel:
+        """Load ``motion_model.safetensors`` of a run (one-line ThgError when missing or corrupt)."""
+        from safetensors import safe_open
+
+        path = Path(run_dir) / MODEL_FILE
+        if not path.is_file():
+            raise ThgError(f"{run_dir} has no audio -> motion model ({MODEL_FILE}); train the run again")
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                meta = json.loads((f.metadata() or {})["meta"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as e:  # safetensors raises several types for truncated/garbled files
+            raise ThgError(f"corrupt motion model {path} ({type(e).__name__})") from None
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            raise ThgError(f"{path} has motion-model schema {meta.get('schema_version')!r}, this thg-nerf reads "
+                           f"{SCHEMA_VERSION}: train the run again")
+        cfg = meta["config"]
+        t, c = meta["feature_shape"]
+        net = AudioMotionNet(int(t), int(c), int(tensors["motion_mean"].numel()), cfg["hidden"],
+                             cfg["context_frames"], cfg["dropout"])
+        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        return cls(net=net.eval(), spec=meta["spec"], fps=float(meta["fps"]), feat_mean=tensors["feat_mean"],
+                   feat_std=tensors["feat_std"], motion_mean=tensors["motion_mean"],
+                   motion_scale=float(meta["motion_scale"]), gain=float(meta["gain"]),
+                   readout=np.asarray(meta["readout"], np.float64), meta=meta)
+
+
+@dataclass
+class _Sequence:
+    """One (possibly augmented) copy of the clip: features, targets and which frames may be trained on."""
+
+    feats: np.ndarray   # [n, T, C]
+    target: np.ndarray  # [n, M] normalised
+    usable: np.ndarray  # [n] bool
+    starts: np.ndarray  # valid start frames of a training sequence
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    """Length of the longest run of True in a bool array."""
+    best = cur = 0
+    for v in mask:
+        cur = cur + 1 if v else 0
+        best = max(best, cur)
+    return best
+
+
+def _starts(usable: np.ndarray, length: int) -> np.ndarray:
+    ok = np.concatenate([[0], np.cumsum(usable.astype(np.int64))])
+    n = len(usable) - length + 1
+    return np.nonzero(ok[length:length + max(0, n)] - ok[:max(0, n)] == length)[0] if n > 0 else np.zeros(0, int)
+
+
+def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarray, train_mask: np.ndarray,
+            cfg: AugmentConfig, seq_len: int, rng: np.random.Generator) -> list[_Sequence]:
+    """The clean copy plus ``cfg.copies`` perturbed ones, targets re-timed to each."""
+    from thg_nerf.audio.features import extract_features
+
+    clean = extract_features(wave, SAMPLE_RATE, fps, n_frames, spec)
+    out = [_Sequence(clean, z, train_mask, _starts(train_mask, seq_len))]
+    src = np.arange(n_frames)
+    for _ in progress(range(cfg.copies), desc="augmenting audio", unit="copy"):
+        p = Perturbation.draw(cfg, rng)
+        x, scale = perturb(wave, SAMPLE_RATE, p, rng)
+        n = max(1, int(round(n_frames * scale)))
+        orig = np.arange(n) / scale  # original frame position of each new frame
+        target = np.stack([np.interp(orig, src, z[:, k]) for k in range(z.shape[1])], axis=1).astype(np.float32)
+        usable = train_mask[np.clip(np.rint(orig).astype(int), 0, n_frames - 1)]
+        feats = extract_features(x, SAMPLE_RATE, fps, n, spec)
+        out.append(_Sequence(feats, target, usable, _starts(usable, seq_len)))
+    return out
+
+
+def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | None = None,
+                       device: str | torch.device = "cpu") -> AudioMotionModel:
+    """Train the audio -> motion model on a dataset's train split (early stopping on its val split).
+
+    Saves it into ``run_dir`` when given. Runs on the CPU in minutes (a GPU is not needed for a model this size).
+    """
+    from thg_nerf.audio.features import feature_shape
+    from thg_nerf.audio.io import load_audio
+
+    t0 = time.perf_counter()
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    targets: MotionTargets = dataset_motion(ds)
+    n = ds.n_frames
+    train_ids = np.array([r.img_id for r in ds.train], dtype=np.int64)
+    val_ids = np.array([r.img_id for r in ds.val], dtype=np.int64)
+    train_mask = np.zeros(n, bool)
+    train_mask[train_ids] = True
+    seq_len = min(cfg.seq_len, _longest_run(train_mask))  # short clips train on shorter sequences
+    if seq_len < MIN_SEQ:
+        raise ThgError(f"{ds.root}: the training split has no {MIN_SEQ} consecutive frames; the audio -> motion "
+                       "model needs a longer clip")
+    mu = targets.motion[train_ids].mean(0)
+    scale = float(np.sqrt(np.sum(targets.motion[train_ids].var(0))) + 1e-8)
+    z = ((targets.motion - mu) / scale).astype(np.float32)
+
+    wave = load_audio(ds.path("audio"), SAMPLE_RATE)
+    spec = cfg.features
+    feature_shape(spec)  # validates the spec with a one-line error before any work
+    seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng)
+    seqs = [s for s in seqs if len(s.starts)]
+    clean = seqs[0].feats
+    flat = np.concatenate([s.feats[s.usable] for s in seqs]).reshape(-1, clean.shape[-1])
+    feat_mean = torch.from_numpy(flat.mean(0).astype(np.float32))
+    feat_std = torch.from_numpy(flat.std(0).astype(np.float32) + 1e-3)
+    t_steps, channels = clean.shape[1:]
+    dev = torch.device(device)
+    net = AudioMotionNet(t_steps, channels, targets.dim, cfg.hidden, cfg.context_frames, cfg.dropout).to(dev)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
+    fm, fs = feat_mean.to(dev), feat_std.to(dev)
+    all_clean = (torch.from_numpy(clean).to(dev) - fm) / fs
+    val_z = torch.from_numpy(z[val_ids]).to(dev)
+
+    def val_loss() -> float:
+        net.eval()
+        with torch.no_grad():
+            pred = net(all_clean[None])[0][torch.from_numpy(val_ids).to(dev)]
+        net.train()
+        return float(torch.mean((pred - val_z) ** 2)) if len(val_ids) else 0.0
+
+    best, best_state, bad, it = math.inf, None, 0, 0
+    history = []
+    weights = np.array([2.0] + [1.0] * (len(seqs) - 1))  # the clean copy is drawn twice as often
+    weights /= weights.sum()
+    bar = progress(total=cfg.iters, desc="audio->motion", unit="it")
+    for it in range(1, cfg.iters + 1):
+        lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / cfg.iters)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        picks = rng.choice(len(seqs), size=cfg.batch, p=weights)
+        xb, yb = [], []
+        for k in picks:
+            s = seqs[k]
+            a = int(rng.choice(s.starts))
+            xb.append(s.feats[a:a + seq_len])
+            yb.append(s.target[a:a + seq_len])
+        x = (torch.from_numpy(np.stack(xb)).to(dev) - fm) / fs
+        y = torch.from_numpy(np.stack(yb)).to(dev)
+        pred = net(x)
+        loss = torch.mean((pred - y) ** 2)
+        if cfg.velocity_weight > 0:
+            loss = loss + cfg.velocity_weight * torch.mean(((pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        bar.update(1)
+        if it % cfg.eval_every == 0 or it == cfg.iters:
+            v = val_loss() if len(val_ids) else float(loss.item())
+            history.append([it, round(float(loss.item()), 5), round(v, 5)])
+            bar.set_postfix(loss=f"{loss.item():.4f}", val=f"{v:.4f}")
+            if v < best - 1e-5:
+                best, bad = v, 0
+                best_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= cfg.patience:
+                    break
+    bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+    net = net.cpu().eval()
+
+    x1 = np.c_[targets.motion[train_ids], np.ones(len(train_ids))]
+    readout = np.linalg.lstsq(x1, targets.mouth[train_ids], rcond=None)[0]
+    model = AudioMotionModel(net=net, spec=str(spec), fps=ds.fps, feat_mean=feat_mean, feat_std=feat_std,
+                             motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
+                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]})
+    pred = model.predict(clean, calibrated=False)
+    metrics: dict = {"iterations": it, "best_val_loss": round(best, 5), "seconds": 0.0}
+    if len(val_ids) >= 3:
+        m_pred, m_true = model.mouth(pred[val_ids]), targets.mouth[val_ids]
+        amp = amplitude_ratio(m_pred, m_true)
+        model.gain = float(np.clip(1.0 / amp, 1.0, cfg.max_gain)) if amp else 1.0
+        m_cal = model.mouth(model.predict(clean)[val_ids])
+        metrics.update({"val_mouth_corr": _round(corr(m_pred, m_true)), "val_mouth_amplitude_raw": _round(amp),
+                        "val_mouth_amplitude": _round(amplitude_ratio(m_cal, m_true)),
+                        "val_motion_corr_pc1": _round(corr(pred[val_ids, 0], targets.motion[val_ids, 0]))})
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    model.meta.update({"config": to_dict(cfg), "metrics": metrics, "history": history,
+                       "lookahead_s": _lookahead_s(spec, t_steps)})
+    log.info(f"audio->motion: {it} steps in {metrics['seconds']} s; validation mouth corr "
+             f"{metrics.get('val_mouth_corr')}, amplitude x{metrics.get('val_mouth_amplitude_raw')} -> gain "
+             f"{model.gain:.2f}")
+    if run_dir is not None:
+        model.save(run_dir)
+    return model
+
+
+def _round(v: float | None, nd: int = 4) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def _lookahead_s(spec: str, steps: int) -> float:
+    """Future audio an output frame depends on: half the feature window (20 ms steps)."""
+    from thg_nerf.audio.features import MEL_HOP
+
+    return round((steps - 1 - steps // 2) * MEL_HOP / SAMPLE_RATE, 3)

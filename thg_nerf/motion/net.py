@@ -1,0 +1,78 @@
+"""The audio -> motion network: a per-frame audio-window encoder, then causal temporal layers over frames.
+
+Look-ahead is bounded by the audio window alone (half of it: 160 ms for the 16-step mel window): the
+temporal layers see only the current and past frames, so a live stream can run the same model with a delay
+of half a window.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class AudioEncoder(nn.Module):
+    """Per-frame feature window [B, T, C] -> audio code [B, out_dim] (1D convolutions over time, then a mean)."""
+
+    def __init__(self, in_channels: int, n_steps: int, out_dim: int, width: int = 32) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv1d(in_channels, width, 3, padding=1), nn.LeakyReLU(0.02)]
+        for _ in range(max(0, math.ceil(math.log2(max(n_steps, 1))) - 1)):
+            layers += [nn.Conv1d(width, width, 3, stride=2, padding=1), nn.LeakyReLU(0.02)]
+        self.convs = nn.Sequential(*layers)
+        self.out = nn.Sequential(nn.Linear(width, width), nn.LeakyReLU(0.02), nn.Linear(width, out_dim))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """[B, T, C] -> [B, out_dim]."""
+        h = self.convs(feats.transpose(1, 2))  # [B, width, T']
+        return self.out(h.mean(-1))
+
+
+class CausalConv(nn.Module):
+    """1D convolution over frames [B, C, L] that sees only the current and past ``(k - 1) * dilation`` frames."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int) -> None:
+        super().__init__()
+        self.pad = (kernel - 1) * dilation
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (self.pad, 0), mode="replicate"))
+
+
+class AudioMotionNet(nn.Module):
+    """Audio feature windows [B, L, T, C] of L consecutive frames -> motion codes [B, L, M] (normalised units).
+
+    Args:
+        n_steps, channels: ``(T, C)`` of one frame's feature window.
+        motion_dim: M.
+        hidden: channel width.
+        context_frames: past frames the temporal layers see (two causal layers, kernel 5, dilations 1 and
+            ``ceil(context / 4) - 1``).
+        dropout: dropout between the temporal layers.
+    """
+
+    def __init__(self, n_steps: int, channels: int, motion_dim: int, hidden: int = 96, context_frames: int = 12,
+                 dropout: float = 0.15) -> None:
+        super().__init__()
+        self.encoder = AudioEncoder(channels, n_steps, hidden, width=hidden)
+        dil2 = max(1, math.ceil(context_frames / 4) - 1)
+        self.temporal = nn.ModuleList([CausalConv(hidden, 5, 1), CausalConv(hidden, 5, dil2)])
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, motion_dim)
+
+    @property
+    def receptive_frames(self) -> int:
+        """Past frames (plus the current one) an output depends on."""
+        return 1 + sum(layer.pad for layer in self.temporal)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        b, length = windows.shape[:2]
+        h = self.encoder(windows.reshape(b * length, *windows.shape[2:])).reshape(b, length, -1)
+        x = self.drop(F.leaky_relu(h, 0.02)).transpose(1, 2)  # [B, H, L]
+        for layer in self.temporal:
+            x = x + self.drop(F.leaky_relu(layer(x), 0.02))
+        return self.out(x.transpose(1, 2))

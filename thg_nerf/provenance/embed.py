@@ -1,0 +1,114 @@
+"""Embedding: add the payload's carrier to a frame's luma, scaled by a perceptual mask.
+
+The carrier (:mod:`thg_nerf.provenance.pattern`) is precomputed per frame size. Per frame only a coarse
+activity map is computed (one luma sample per carrier cell, a 3x3 high-pass, a 3x3 average): the mark's
+amplitude follows the local texture (zero on flat areas, where a static pattern would be visible, up to
+``max_amplitude`` grey levels on textured ones) and is scaled down whenever the frame's expected mean squared
+change would exceed the PSNR budget. The same value is added to R, G and B (a pure luma change).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from thg_nerf.provenance.pattern import CELLS, cell_values, interpolation_matrix, tile_period
+from thg_nerf.provenance.payload import Payload, encode_payload
+
+
+@dataclass(frozen=True)
+class MaskSettings:
+    """Perceptual mask of the mark (amplitudes in grey levels of 0..255)."""
+
+    gain: float = 0.8
+    """Amplitude per grey level of local activity (mean |luma - 3x3 mean| over 3x3 cells)."""
+    floor: float = 1.0
+    """Activity below which an area counts as flat and gets no mark."""
+    max_amplitude: float = 5.0
+    """Largest amplitude (on strong texture)."""
+    min_psnr: float = 43.0
+    """Expected PSNR budget per frame (dB); the rounding to uint8 costs a little on top."""
+
+
+@dataclass
+class _SizeCache:
+    block: int
+    """Pixels per mask block (about one carrier cell)."""
+    pattern: np.ndarray
+    """[Hb, block, Wb, block] float32 carrier over the frame padded to whole blocks."""
+    energy: np.ndarray
+    """[Hb, Wb] mean squared carrier per block."""
+
+
+class Watermarker:
+    """Marks uint8 frames with one payload: ``marked = Watermarker(payload).mark(frame)``.
+
+    Frames are [H, W, 3] RGB or [H, W, 4] RGBA (alpha untouched), any size; the input is not modified. The
+    carrier of each frame size is computed once (about 2 MB per 512x512 size).
+    """
+
+    def __init__(self, payload: Payload, mask: MaskSettings | None = None) -> None:
+        self.payload = payload
+        self.mask = mask or MaskSettings()
+        self._cells = cell_values(encode_payload(payload))
+        self._cache: dict[tuple[int, int], _SizeCache] = {}
+
+    @property
+    def tag(self) -> str:
+        """The container metadata text of this payload."""
+        return self.payload.tag()
+
+    def _size(self, h: int, w: int) -> _SizeCache:
+        cache = self._cache.get((h, w))
+        if cache is None:
+            period = tile_period(w, h)
+            block = max(1, int(period / CELLS))
+            hb, wb = -(-h // block), -(-w // block)
+            my = interpolation_matrix(hb * block, period)
+            mx = interpolation_matrix(wb * block, period)
+            pattern = (my @ self._cells @ mx.T).astype(np.float32).reshape(hb, block, wb, block)
+            cache = _SizeCache(block, pattern, np.square(pattern).mean(axis=(1, 3)))
+            if len(self._cache) >= 8:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[(h, w)] = cache
+        return cache
+
+    def amplitude(self, frame: np.ndarray) -> np.ndarray:
+        """The mark's amplitude per mask block [Hb, Wb] (grey levels) for a frame [H, W, C] uint8."""
+        from scipy.ndimage import uniform_filter
+
+        h, w = frame.shape[:2]
+        c = self._size(h, w)
+        b, hb, wb = c.block, c.energy.shape[0], c.energy.shape[1]
+        samples = frame[b // 2::b, b // 2::b, :3].astype(np.float32)
+        luma = samples @ np.array([0.299, 0.587, 0.114], np.float32)
+        if luma.shape != (hb, wb):  # the last partial block has no centre sample: repeat the edge
+            luma = np.pad(luma, ((0, hb - luma.shape[0]), (0, wb - luma.shape[1])), mode="edge")
+        activity = uniform_filter(np.abs(luma - uniform_filter(luma, 3, mode="nearest")), 3, mode="nearest")
+        m = self.mask
+        amp = np.clip(m.gain * (activity - m.floor), 0.0, m.max_amplitude)
+        budget = 255.0 ** 2 / 10.0 ** (m.min_psnr / 10.0)
+        mse = float(np.mean(np.square(amp) * c.energy))
+        if mse > budget:
+            amp *= np.float32(np.sqrt(budget / mse))
+        return amp
+
+    def delta(self, frame: np.ndarray) -> np.ndarray:
+        """The integer luma change [H, W] int16 that :meth:`mark` adds to a frame."""
+        h, w = frame.shape[:2]
+        c = self._size(h, w)
+        amp = self.amplitude(frame)
+        d = (c.pattern * amp[:, None, :, None]).reshape(amp.shape[0] * c.block, amp.shape[1] * c.block)
+        return np.rint(d[:h, :w]).astype(np.int16)
+
+    def mark(self, frame: np.ndarray) -> np.ndarray:
+        """A marked copy of ``frame`` ([H, W, 3] or [H, W, 4] uint8)."""
+        frame = np.asarray(frame)
+        if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in (3, 4):
+            raise ValueError(f"frames to mark are uint8 [H, W, 3|4], got {frame.dtype} {list(frame.shape)}")
+        d = self.delta(frame)
+        out = frame.astype(np.int16)
+        out[..., :3] += d[..., None]
+        np.clip(out, 0, 255, out=out)
+        return out.astype(np.uint8)
