@@ -35,7 +35,7 @@ if os.environ.get("BUILD_NO_CUDA", "0") != "1":
 setup(
     packages=find_packages(include=["thg_nerf", "thg_nerf.*"]) + ["thg_nerf.presets"],
     package_dir={"thg_nerf.presets": "configs"},
-    package_data={"thg_nerf.presets": ["*.yaml"], "thg_nerf": ["py.typed"]},
+    package_data={"thg_nerf.presets": ["*.yaml"], "thg_nerf": ["py.typed"], "thg_nerf.serve": ["static/*"]},
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

@@ -39,7 +39,7 @@ def ridge_mouth(ds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ridge weights from mel windows [T*C] (standardised) to the tracked 2D mouth opening of train frames."""
     from thg_nerf.audio.features import extract_features
     from thg_nerf.audio.io import load_audio
-    from thg_nerf.motion.targets import dataset_motion
+    from thg_nerf.preprocess.motion import dataset_motion
 
     wave = load_audio(ds.path("audio"), SR)
     x = extract_features(wave, SR, ds.fps, ds.n_frames, "mel").reshape(ds.n_frames, -1)

@@ -428,6 +428,23 @@ def test_e2e_mouth_follows_audio(trained_head, trained_synthetic_run):
 
 
 @pytest.mark.slow
+def test_e2e_audio_motion_render_chain_follows_the_envelope(trained_head, trained_synthetic_run):
+    """Novel audio -> predicted motion -> rendered mouth: the rendered mouth opening follows the scene's
+    envelope (the synthetic scene opens its mouth by exactly the normalised envelope)."""
+    truth = trained_synthetic_run.info
+    assert trained_head.run.motion_model is not None
+    speech = speech_like(2.0, SR, seed=33)
+    plan = trained_head.plan(speech, SR, poses="static", blink="none")
+    inner = interior_box(plan.poses.c2w[0], truth.intrinsics, truth.scene)
+    talk = np.array([darkness(f, inner) for f in trained_head.render_plan(plan)])
+    env = audio_envelope(speech, SR, FPS, plan.n_frames)
+    mm = trained_head.run.motion_model
+    predicted = mm.mouth(mm.predict(plan.features))
+    assert corr(predicted, env) >= 0.9, corr(predicted, env)  # audio -> motion
+    assert corr(talk, env) >= 0.9, (corr(talk, env), talk, env)  # ... -> image
+
+
+@pytest.mark.slow
 def test_e2e_cli_errors_on_a_trained_run(trained_synthetic_run, capsys, tmp_path, speech_wav):
     run_dir = trained_synthetic_run.run_dir
     out = tmp_path / "o.mp4"

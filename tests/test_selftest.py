@@ -281,7 +281,8 @@ def test_self_test_off_uses_kernels_unchecked():
 
 
 def test_self_test_runs_in_inference_mode_autocast_and_keeps_the_rng():
-    """First use may come while rendering (inference mode) or training (bfloat16 autocast)."""
+    """First use may come while rendering (inference mode: tensors made there cannot be saved for backward) or
+    inside training's bfloat16 autocast (which does not change these CPU ops; the guard is for CUDA)."""
     state = torch.random.get_rng_state()
     with backend.use_extension(FakeExt(), device_type="cpu") as entry, torch.inference_mode(), \
             torch.autocast("cpu", dtype=torch.bfloat16):

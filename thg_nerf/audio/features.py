@@ -33,6 +33,7 @@ Specs:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -171,9 +172,10 @@ def window_series(series: np.ndarray, hop_s: float, t0: float, fps: float, n_fra
     return out.astype(np.float32)
 
 
+@lru_cache(maxsize=4)
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = MEL_NFFT, n_mels: int = MEL_BINS,
                    fmin: float = MEL_FMIN, fmax: float = MEL_FMAX) -> np.ndarray:
-    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney style)."""
+    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney style; cached, read-only)."""
     def to_mel(f):
         return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
 
@@ -181,7 +183,9 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = MEL_NFFT, n_mels: int = M
     freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     tri = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
-    return (tri * (2.0 / (hi - lo))).astype(np.float32)
+    fb = (tri * (2.0 / (hi - lo))).astype(np.float32)
+    fb.setflags(write=False)
+    return fb
 
 
 def log_mel(wave: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -219,11 +223,22 @@ def speech_frames(frame_db: np.ndarray) -> np.ndarray:
 
 def normalise_log_mel(db: np.ndarray, frame_db: np.ndarray) -> np.ndarray:
     """Loudness/channel-normalised log-mel [M, C] in [0, 3]; silence is exactly 0 (see module docstring)."""
+    ref = mel_reference(db, frame_db)
+    return np.zeros_like(db) if ref is None else apply_mel_reference(db, ref)
+
+
+def mel_reference(db: np.ndarray, frame_db: np.ndarray, min_speech: int = 1) -> np.ndarray | None:
+    """Per-band dB reference [C] of log-mel frames ``db`` [M, C] (their speech frames' mean, tilt-limited);
+    None when fewer than ``min_speech`` frames are speech (see the module docstring)."""
     speech = speech_frames(frame_db)
-    if not speech.any():
-        return np.zeros_like(db)
+    if speech.sum() < max(1, min_speech):
+        return None
     ref = db[speech].mean(axis=0)
-    ref = np.maximum(ref, ref.max() - TILT_DB)
+    return np.maximum(ref, ref.max() - TILT_DB)
+
+
+def apply_mel_reference(db: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Log-mel dB [..., C] referenced to ``ref`` [C] -> features in [0, 3] (float32)."""
     return (np.clip(db - ref + FLOOR_DB, 0.0, FLOOR_DB + CEIL_DB) / DB_SCALE).astype(np.float32)
 
 

@@ -16,13 +16,16 @@ def add_preprocess_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--landmarks", choices=["mediapipe", "face-alignment"], help="landmark backend")
     p.add_argument("--audio-features", metavar="KIND",
                    help="mel (default) | phones | mel+phones | hubert:DIR | wav2vec2:DIR | npy:FILE")
+    p.add_argument("--av-offset", metavar="auto|SECONDS",
+                   help="audio-video offset correction, positive = the audio is late: auto (default) applies the "
+                   "estimate from the lips when it is confident, a number forces that shift, 0 disables it")
 
 
 def preprocess_overrides(args: argparse.Namespace) -> dict:
     """The preprocess section overrides given by dedicated flags."""
     return {"preprocess": {"fps": args.fps, "size": args.size, "crop": args.crop,
                            "val_fraction": args.val_fraction, "landmarks": args.landmarks,
-                           "audio_features": args.audio_features}}
+                           "audio_features": args.audio_features, "av_offset": args.av_offset}}
 
 
 def run(args: argparse.Namespace) -> int:

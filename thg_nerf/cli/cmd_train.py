@@ -16,6 +16,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes (checkpointed)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--consent", metavar="TEXT_OR_FILE",
+                   help="statement (or a file holding it) that the person in the video agreed to be modelled; "
+                   "stored in the run with its SHA-256 and flagged in every output's provenance mark")
 
 
 def train_config(args: argparse.Namespace, run_dir: str | Path, extra: dict | None = None) -> Config:
@@ -32,10 +35,12 @@ def train_config(args: argparse.Namespace, run_dir: str | Path, extra: dict | No
 
 
 def run(args: argparse.Namespace) -> int:
+    from thg_nerf.provenance import consent_from_flag
     from thg_nerf.train.trainer import train
 
     cfg = train_config(args, args.output)
-    train(args.data, args.output, cfg, resume=args.resume, device=args.device)
+    consent = consent_from_flag(args.consent, args.resume)
+    train(args.data, args.output, cfg, resume=args.resume, device=args.device, consent=consent)
     return 0
 
 

@@ -13,12 +13,22 @@ from thg_nerf import __version__
 from thg_nerf.errors import ThgError
 from thg_nerf.log import get_logger, setup_logging
 
-SUBCOMMANDS = ("info", "preprocess", "train", "fit", "render", "eval")
+SUBCOMMANDS = ("info", "preprocess", "train", "fit", "render", "eval", "dub", "verify", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (all subcommands)."""
-    from thg_nerf.cli import cmd_eval, cmd_fit, cmd_info, cmd_preprocess, cmd_render, cmd_train
+    from thg_nerf.cli import (
+        cmd_dub,
+        cmd_eval,
+        cmd_fit,
+        cmd_info,
+        cmd_preprocess,
+        cmd_render,
+        cmd_serve,
+        cmd_train,
+        cmd_verify,
+    )
 
     def common_flags(suppress: bool) -> argparse.ArgumentParser:
         # subcommands repeat the flags without defaults, so `thg-nerf -q CMD` is not undone by CMD's default
@@ -40,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"thg-nerf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (cmd_info, cmd_preprocess, cmd_train, cmd_fit, cmd_render, cmd_eval):
+    for mod in (cmd_info, cmd_preprocess, cmd_train, cmd_fit, cmd_render, cmd_eval, cmd_dub, cmd_verify, cmd_serve):
         mod.register(sub, common)
     return parser
 

@@ -10,6 +10,8 @@ relative to the head in a talking-head clip, and dropping view directions saves 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -65,3 +67,51 @@ class HeadField(nn.Module):
         ind = ind.expand(geo.shape[0], -1) if ind.shape[0] != geo.shape[0] else ind
         rgb = torch.sigmoid(self.color_net(torch.cat([geo, ind.to(geo.dtype)], dim=-1)).float())
         return sigma, rgb
+
+    def point_cache(self, x: torch.Tensor) -> PointCache:
+        """The condition-independent terms at world points ``x`` [N, 3] (for :meth:`forward_cached`)."""
+        first = self.sigma_net[0]
+        if x.shape[0] == 0:
+            def empty(d: int) -> torch.Tensor:
+                return torch.zeros(0, d, device=x.device)
+
+            return PointCache(empty(first.out_features), empty(self.audio_gate.out_features),
+                              empty(1) if self.eye_gate is not None else None)
+        h = self.encoder(self.normalize(x))
+        pre = torch.nn.functional.linear(h, first.weight[:, :h.shape[1]], first.bias)
+        gate_eye = torch.sigmoid(self.eye_gate(h)) if self.eye_gate is not None else None
+        return PointCache(pre, torch.sigmoid(self.audio_gate(h)), gate_eye)
+
+    def forward_cached(self, cache: PointCache, audio: torch.Tensor, eye: torch.Tensor | None,
+                       ind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` at the points of ``cache`` for one frame's ``audio`` [1, A], ``eye`` [1, 1] and
+        ``ind`` [1, I]: density [N] and RGB [N, 3]; only the condition-dependent layers run."""
+        first = self.sigma_net[0]
+        a_dim = audio.shape[1]
+        h_dim = first.weight.shape[1] - a_dim - int(self.eye_gate is not None)
+        pre = cache.pre + (cache.gate_audio * audio) @ first.weight[:, h_dim:h_dim + a_dim].T
+        if cache.gate_eye is not None:
+            e = eye if eye is not None else torch.zeros(1, 1, device=pre.device)
+            pre = pre + (cache.gate_eye * e) * first.weight[:, h_dim + a_dim]
+        out = self.sigma_net[1:](pre)
+        geo = out[:, 1:]
+        col_first = self.color_net[0]
+        g_dim = geo.shape[1]
+        bias = torch.nn.functional.linear(ind.to(geo.dtype), col_first.weight[:, g_dim:], col_first.bias)
+        hidden = torch.nn.functional.linear(geo, col_first.weight[:, :g_dim], bias)
+        rgb = torch.sigmoid(self.color_net[1:](hidden).float())
+        return trunc_exp(out[:, 0].float()), rgb
+
+
+@dataclass
+class PointCache:
+    """Condition-independent terms of :class:`HeadField` at fixed points (the samples of a static camera):
+    ``pre`` [N, H] the point's share of the first density layer, ``gate_audio`` [N, A], ``gate_eye`` [N, 1]."""
+
+    pre: torch.Tensor
+    gate_audio: torch.Tensor
+    gate_eye: torch.Tensor | None
+
+    def take(self, idx: torch.Tensor) -> PointCache:
+        """The rows ``idx`` [K] of every term."""
+        return PointCache(self.pre[idx], self.gate_audio[idx], None if self.gate_eye is None else self.gate_eye[idx])

@@ -37,23 +37,26 @@ class MotionConfig:
 
     features: str = "mel"
     """Audio features it reads (``mel``, ``phones``, ``mel+phones``, see ``thg_nerf.audio.features``)."""
-    hidden: int = 96
+    hidden: int = 64
     """Channels of the per-frame audio encoder and of the temporal layers."""
     context_frames: int = 12
     """Past video frames the temporal layers see (causal: no future frames beyond the audio window)."""
     dropout: float = 0.15
     """Dropout between temporal layers."""
-    seq_len: int = 48
+    lifter: int = 0
+    """Keep this many cepstral coefficients of the log-mel bands (smooths away the pitch harmonics, keeps the
+    formant envelope; 0 = off). Only for features that start with mel."""
+    seq_len: int = 40
     """Frames per training sequence."""
-    batch: int = 16
+    batch: int = 8
     """Sequences per step."""
-    iters: int = 3000
+    iters: int = 1500
     """Maximum optimisation steps (early stopping usually ends sooner)."""
     lr: float = 2e-3
     """Adam learning rate (cosine decay to 5 %)."""
     eval_every: int = 50
     """Validation loss every N steps (early stopping keeps the best)."""
-    patience: int = 12
+    patience: int = 10
     """Stop after this many validations without improvement."""
     velocity_weight: float = 0.5
     """Weight of the frame-to-frame difference loss (crisp transitions)."""

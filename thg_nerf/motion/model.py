@@ -1,6 +1,6 @@
 """The trained audio -> motion model of a run: training, saving, loading and prediction.
 
-Trained on the person's training split against the tracked motion codes (``thg_nerf.motion.targets``),
+Trained on the person's training split against the tracked motion codes (``thg_nerf.preprocess.motion``),
 with speaker augmentation (``thg_nerf.motion.augment``) and early stopping on the validation split. After
 training, predictions are scaled about the mean motion so that the validation mouth opening has the
 tracked amplitude (regression to the mean shrinks it; see ``MotionConfig.max_gain``).
@@ -27,7 +27,7 @@ from thg_nerf.log import get_logger, progress
 from thg_nerf.motion.augment import Perturbation, perturb
 from thg_nerf.motion.config import AugmentConfig, MotionConfig
 from thg_nerf.motion.net import AudioMotionNet
-from thg_nerf.motion.targets import MotionTargets, dataset_motion
+from thg_nerf.preprocess.motion import MotionTargets, dataset_motion
 
 log = get_logger(__name__)
 
@@ -140,7 +140,7 @@ class AudioMotionModel:
         cfg = meta["config"]
         t, c = meta["feature_shape"]
         net = AudioMotionNet(int(t), int(c), int(tensors["motion_mean"].numel()), cfg["hidden"],
-                             cfg["context_frames"], cfg["dropout"])
+                             cfg["context_frames"], cfg["dropout"], _lifter(meta["spec"], cfg.get("lifter", 0)))
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         return cls(net=net.eval(), spec=meta["spec"], fps=float(meta["fps"]), feat_mean=tensors["feat_mean"],
                    feat_std=tensors["feat_std"], motion_mean=tensors["motion_mean"],
@@ -230,7 +230,8 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     feat_std = torch.from_numpy(flat.std(0).astype(np.float32) + 1e-3)
     t_steps, channels = clean.shape[1:]
     dev = torch.device(device)
-    net = AudioMotionNet(t_steps, channels, targets.dim, cfg.hidden, cfg.context_frames, cfg.dropout).to(dev)
+    net = AudioMotionNet(t_steps, channels, targets.dim, cfg.hidden, cfg.context_frames, cfg.dropout,
+                         _lifter(spec, cfg.lifter)).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
     fm, fs = feat_mean.to(dev), feat_std.to(dev)
     all_clean = (torch.from_numpy(clean).to(dev) - fm) / fs
@@ -309,6 +310,13 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     if run_dir is not None:
         model.save(run_dir)
     return model
+
+
+def _lifter(spec: str, keep: int) -> tuple[int, int]:
+    """``(bands, keep)`` for AudioMotionNet: the log-mel bands lead mel specs; other specs have none."""
+    from thg_nerf.audio.features import MEL_BINS
+
+    return (MEL_BINS, keep) if keep and str(spec).startswith("mel") else (0, 0)
 
 
 def _round(v: float | None, nd: int = 4) -> float | None:

@@ -53,11 +53,14 @@ class AudioMotionNet(nn.Module):
         context_frames: past frames the temporal layers see (two causal layers, kernel 5, dilations 1 and
             ``ceil(context / 4) - 1``).
         dropout: dropout between the temporal layers.
+        lifter: ``(bands, keep)``: smooth the first ``bands`` input channels (log-mel bands) across frequency
+            by keeping ``keep`` cepstral coefficients (``(0, 0)``: off), see :func:`lifter_matrix`.
     """
 
-    def __init__(self, n_steps: int, channels: int, motion_dim: int, hidden: int = 96, context_frames: int = 12,
-                 dropout: float = 0.15) -> None:
+    def __init__(self, n_steps: int, channels: int, motion_dim: int, hidden: int = 64, context_frames: int = 12,
+                 dropout: float = 0.15, lifter: tuple[int, int] = (0, 0)) -> None:
         super().__init__()
+        self.register_buffer("lifter", lifter_matrix(channels, *lifter), persistent=False)
         self.encoder = AudioEncoder(channels, n_steps, hidden, width=hidden)
         dil2 = max(1, math.ceil(context_frames / 4) - 1)
         self.temporal = nn.ModuleList([CausalConv(hidden, 5, 1), CausalConv(hidden, 5, dil2)])
@@ -71,8 +74,24 @@ class AudioMotionNet(nn.Module):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         b, length = windows.shape[:2]
+        windows = windows @ self.lifter
         h = self.encoder(windows.reshape(b * length, *windows.shape[2:])).reshape(b, length, -1)
         x = self.drop(F.leaky_relu(h, 0.02)).transpose(1, 2)  # [B, H, L]
         for layer in self.temporal:
             x = x + self.drop(F.leaky_relu(layer(x), 0.02))
         return self.out(x.transpose(1, 2))
+
+
+def lifter_matrix(channels: int, bands: int, keep: int) -> torch.Tensor:
+    """[C, C] map that low-pass filters channels ``0..bands`` across frequency: DCT-II, keep the first ``keep``
+    coefficients, inverse DCT. Log-mel rows keep their spectral envelope (formants: what the mouth shapes) and
+    lose the harmonic ripple of the voice's pitch (who is speaking). Identity when ``keep`` is 0."""
+    m = torch.eye(channels)
+    if keep <= 0 or bands <= 0:
+        return m
+    k = torch.arange(bands, dtype=torch.float64)
+    dct = torch.cos(torch.pi / bands * (k[None, :] + 0.5) * k[:, None]) * (2.0 / bands) ** 0.5
+    dct[0] /= 2.0**0.5  # orthonormal DCT-II [coefficient, band]
+    low = dct[:keep].T @ dct[:keep]  # [band, band] projection on the first `keep` cosines
+    m[:bands, :bands] = low.float()
+    return m

@@ -1,7 +1,8 @@
 """Differentiable rendering ops with a pure-PyTorch reference and an optional CUDA backend (``thg_nerf._C``).
 
-Every op has a typed public function (dispatching on the tensors' device, see :mod:`thg_nerf.ops.backend`)
-and a ``*_torch`` reference that is the test oracle of the CUDA kernels in ``cuda_ext/``.
+Every op has a typed public function (dispatching on the tensors' device, per op, after a self-test of the
+kernels on first use: see :mod:`thg_nerf.ops.backend`) and a ``*_torch`` reference that is the test oracle of the
+CUDA kernels in ``cuda_ext/``.
 """
 
 from thg_nerf.ops.composite import accumulate, composite, composite_step

@@ -166,7 +166,7 @@ def run_self_test(kernels: Any, device: torch.device) -> dict[str, OpCheck]:
     gen = torch.Generator().manual_seed(SEED)
     results: dict[str, OpCheck] = {}
     # first use may come inside no_grad, inference_mode or autocast regions: the checks need none of them
-    with torch.autocast(device.type, enabled=False):
+    with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
         for op, check in CHECKS.items():
             t0 = time.perf_counter()
             try:

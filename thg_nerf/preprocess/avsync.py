@@ -3,19 +3,22 @@
 Sign convention: ``offset_s > 0`` means the audio is LATE (a sound comes ``offset_s`` after the lip movement
 that makes it), so the audio must be advanced by ``offset_s`` (:func:`shift_audio`).
 
-Method: the clip's log-mel spectrogram (``thg_nerf.audio.features``) is averaged over each video frame's
-duration, giving one step per frame (32 normalised bands + the frame level). For every candidate lag ``d`` in
-``+-max_lag_s`` (1-frame steps) a ridge regression predicts the per-frame mouth opening from the audio at
-``frame time + d``; its score is the correlation of the cross-validated predictions (contiguous folds, so
-neighbouring frames never leak into their own test fold) with the mouth signal. The best lag, refined by a
-parabola through its neighbours, minus a calibrated constant bias (:data:`BIAS_S`) is the offset.
-Confidence: how far the peak stands above the other lags, in robust standard deviations of the score curve
-away from the peak (:data:`CONFIDENT`). Measurements: docs/BENCHMARKS.md, "A/V offset".
+Method (:func:`estimate_av_offset`): the clip's log-mel spectrogram (``thg_nerf.audio.features``) is averaged
+over each video frame's period, one step per frame (32 normalised bands + the frame level). For each
+candidate lag ``d`` in ``+-MAX_LAG_S`` (1-frame steps) a ridge regression predicts the per-frame mouth
+opening from the audio at ``frame time + d``; its score is the cross-validated correlation (contiguous
+folds, correlation within each held-out fold, averaged). The best lag, refined by a parabola through its
+neighbours, minus a calibrated constant bias (:data:`BIAS_S`) is the offset. Confidence: the peak score as
+a z-score (Fisher-transformed correlations) against a null of the same regression on the audio circularly
+shifted by at least ``NULL_MIN_SHIFT_S`` (unrelated speech with the clip's own statistics). Measurements
+behind the constants: docs/BENCHMARKS.md, "A/V offset" (``benchmarks/bench_avsync.py``).
 """
 
 from __future__ import annotations
 
+import wave as wavmod
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,16 +28,23 @@ from thg_nerf.errors import ThgError
 MAX_LAG_S = 0.5
 #: Contiguous cross-validation folds.
 FOLDS = 5
-#: Ridge penalty relative to the mean feature variance (features are standardised).
-RIDGE = 1.0
-#: Lags within this many seconds of the peak are left out of the confidence's reference scores.
-PEAK_EXCLUSION_S = 0.12
-#: Constant estimator bias (seconds) subtracted from the raw peak lag.
-BIAS_S = 0.0
-#: Confidence from which ``auto`` applies the estimate.
+#: Ridge penalty on the standardised features (relative to the number of training frames).
+RIDGE = 0.1
+#: The null's circular shifts: at least this far (s) from no shift, NULL_SHIFTS of them spread over the clip.
+NULL_MIN_SHIFT_S = 1.0
+NULL_SHIFTS = 48
+#: Constant bias (s) of the raw peak lag on in-sync clips, subtracted from the estimate: the mouth leads the
+#: sound it makes. 0 on the exactly synced synthetic pairs; +0.03 s on macron (believed in sync: full clip
+#: and its 8 s windows), docs/BENCHMARKS.md.
+BIAS_S = 0.03
+#: Confidence from which ``auto`` applies the estimate: unrelated audio stays below 3.1 (docs/BENCHMARKS.md).
 CONFIDENT = 4.0
-#: Fewest usable frames (with a detected face) for an estimate.
+#: ``auto`` leaves smaller estimates alone (the estimator's spread on real clips, far below an audible offset).
+AUTO_MIN_S = 0.02
+#: Fewest frames with a detected face for an estimate.
 MIN_FRAMES = 50
+#: Largest offset (s) accepted as a forced setting.
+MAX_FORCED_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +54,7 @@ class AvOffset:
     offset_s: float
     """Estimated offset (s): positive = audio late; advance the audio by this much."""
     confidence: float
-    """Peak prominence over the other lags in robust standard deviations (0 when no estimate was possible)."""
+    """Peak score (Fisher z) as a z-score against unrelated, circularly shifted audio; 0 without an estimate."""
     peak_corr: float
     """Cross-validated correlation of predicted and measured mouth opening at the peak."""
     raw_lag_s: float
@@ -60,123 +70,156 @@ class AvOffset:
         return self.confidence >= CONFIDENT
 
 
-def frame_audio_features(wave: np.ndarray, sr: int, fps: float, n_frames: int,
-                         lags_s: np.ndarray) -> np.ndarray:
-    """Per-frame audio features at each lag: [L, n_frames, C] float32.
+class FrameAudio:
+    """Audio features of a clip at its video frames, at any lag (C = 33 per frame).
 
-    Row ``i`` of lag ``d`` is the normalised log-mel (+ level) averaged over the frame period centred at
-    ``i / fps + d``; silence and time outside the audio are 0.
+    Frame ``i`` at lag ``d``: the normalised log-mel bands and the frame level, averaged over the frame period
+    centred at ``i / fps + d``; silence and times outside the audio are 0.
     """
-    from thg_nerf.audio.features import (
-        ACTIVE_RANGE_DB,
-        DB_SCALE,
-        MEL_HOP,
-        SAMPLE_RATE,
-        log_mel,
-        normalise_log_mel,
-        resample,
-        window_series,
-    )
 
-    db, frame_db = log_mel(resample(wave, sr, SAMPLE_RATE))
-    level = np.clip(frame_db - frame_db.max() + ACTIVE_RANGE_DB, 0.0, None) / DB_SCALE
-    series = np.concatenate([normalise_log_mel(db, frame_db), level[:, None]], axis=1)
-    hop_s = MEL_HOP / SAMPLE_RATE
-    width = max(1, int(round(1.0 / (fps * hop_s))))
-    if width > 1:  # box filter over one frame period: each frame sees its whole duration
-        kernel = np.ones(width) / width
-        series = np.stack([np.convolve(c, kernel, mode="same") for c in series.T], axis=1)
-    t0 = -hop_s * ((width - 1) % 2) / 2.0  # an even box is centred half a hop late
-    return np.stack([window_series(series, hop_s, t0 - d, fps, n_frames, 1, fill=0.0)[:, 0] for d in lags_s])
+    def __init__(self, wave: np.ndarray, sr: int, fps: float, n_frames: int) -> None:
+        from thg_nerf.audio.features import (
+            ACTIVE_RANGE_DB,
+            DB_SCALE,
+            MEL_HOP,
+            SAMPLE_RATE,
+            log_mel,
+            normalise_log_mel,
+            resample,
+        )
+
+        db, frame_db = log_mel(resample(wave, sr, SAMPLE_RATE))
+        level = np.clip(frame_db - frame_db.max() + ACTIVE_RANGE_DB, 0.0, None) / DB_SCALE
+        series = np.concatenate([normalise_log_mel(db, frame_db), level[:, None]], axis=1)
+        self.hop_s = MEL_HOP / SAMPLE_RATE
+        width = max(1, int(round(1.0 / (fps * self.hop_s))))
+        if width > 1:  # box filter over one frame period
+            kernel = np.ones(width) / width
+            series = np.stack([np.convolve(c, kernel, mode="same") for c in series.T], axis=1)
+        self.series = series
+        self.t0 = -0.5 * self.hop_s * ((width - 1) % 2)  # an even box is centred half a hop early
+        self.fps, self.n_frames = fps, n_frames
+
+    def at(self, lag_s: float) -> np.ndarray:
+        """[n_frames, C] float32: the features at ``frame time + lag_s``."""
+        from thg_nerf.audio.features import window_series
+
+        return window_series(self.series, self.hop_s, self.t0 - lag_s, self.fps, self.n_frames, 1, fill=0.0)[:, 0]
 
 
-def _cv_correlation(x: np.ndarray, y: np.ndarray, folds: int, ridge: float) -> float:
-    """Correlation of contiguous-fold cross-validated ridge predictions of y [n] from x [n, C]."""
-    n = len(y)
-    edges = np.linspace(0, n, folds + 1).astype(int)
-    pred = np.empty(n)
-    for a, b in zip(edges[:-1], edges[1:]):
-        train = np.ones(n, bool)
-        train[a:b] = False
-        xt, yt = x[train], y[train]
-        mu, sd = xt.mean(0), xt.std(0) + 1e-6
-        z = (xt - mu) / sd
-        gram = z.T @ z + ridge * len(yt) * np.eye(z.shape[1])
-        w = np.linalg.solve(gram, z.T @ (yt - yt.mean()))
-        pred[a:b] = ((x[a:b] - mu) / sd) @ w + yt.mean()
-    if pred.std() < 1e-9 or y.std() < 1e-9:
-        return 0.0
-    return float(np.corrcoef(pred, y)[0, 1])
+class _FoldRidge:
+    """Contiguous-fold cross-validated ridge regressions of one target y [n] from features x [n, C]."""
+
+    def __init__(self, y: np.ndarray, folds: int, ridge: float) -> None:
+        self.y = np.asarray(y, dtype=np.float64)
+        self.edges = np.linspace(0, len(self.y), folds + 1).astype(int)
+        self.ridge = ridge
+
+    def score(self, x: np.ndarray) -> float:
+        """Mean over the held-out folds of the correlation between prediction and target."""
+        x = np.asarray(x, dtype=np.float64)
+        y, n, c = self.y, len(self.y), x.shape[1]
+        sx, sy = x.sum(0), y.sum()
+        sxx, sxy = x.T @ x, x.T @ y
+        corrs = []
+        for a, b in zip(self.edges[:-1], self.edges[1:]):
+            xf, yf = x[a:b], y[a:b]
+            m = n - (b - a)
+            mu, my = (sx - xf.sum(0)) / m, (sy - yf.sum()) / m
+            cov = (sxx - xf.T @ xf) / m - np.outer(mu, mu)
+            cxy = (sxy - xf.T @ yf) / m - mu * my
+            sd = np.sqrt(np.maximum(np.diag(cov), 0.0)) + 1e-6
+            w = np.linalg.solve(cov / np.outer(sd, sd) + self.ridge * np.eye(c), cxy / sd) / sd
+            pred = xf @ w
+            if pred.std() < 1e-9 or yf.std() < 1e-9:
+                corrs.append(0.0)
+            else:
+                corrs.append(float(np.corrcoef(pred, yf)[0, 1]))
+        return float(np.mean(corrs))
 
 
 def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, sr: int, fps: float,
-                       max_lag_s: float = MAX_LAG_S, folds: int = FOLDS, ridge: float = RIDGE) -> AvOffset:
-    """Estimate the audio-video offset of a clip.
+                       max_lag_s: float = MAX_LAG_S) -> AvOffset:
+    """Estimate the audio-video offset of a clip (positive = audio late).
 
     ``mouth`` [N] is the per-frame mouth opening (``signals.mouth_opening``), ``valid`` [N] bool the frames
-    where it was measured, ``wave`` the clip's audio (mono, any rate ``sr``), ``fps`` the video frame rate.
-    Too few valid frames or no audio variation give confidence 0.
+    where it was measured, ``wave`` [n_samples] the clip's mono audio at ``sr`` Hz starting with frame 0,
+    ``fps`` the video frame rate. Too few valid frames, a clip too short for the null or a constant mouth
+    give confidence 0.
     """
     mouth = np.asarray(mouth, dtype=np.float64).reshape(-1)
     valid = np.asarray(valid, bool).reshape(-1) & np.isfinite(mouth)
-    n = len(mouth)
-    step = 1.0 / fps
-    k = int(np.floor(max_lag_s * fps + 1e-9))
+    n, step = len(mouth), 1.0 / fps
+    k = max(1, int(np.floor(max_lag_s * fps + 1e-9)))
     lags = np.arange(-k, k + 1) * step
-    if valid.sum() < max(MIN_FRAMES, 2 * folds) or len(lags) < 3:
+    lo = int(np.ceil(NULL_MIN_SHIFT_S * fps))
+    if valid.sum() < max(MIN_FRAMES, 4 * FOLDS) or n - 2 * lo < 2 or np.ptp(mouth[valid]) <= 0:
         return AvOffset(0.0, 0.0, 0.0, 0.0, lags, np.zeros(len(lags)))
-    feats = frame_audio_features(wave, sr, fps, n, lags)
-    y = mouth[valid]
-    scores = np.array([_cv_correlation(f[valid].astype(np.float64), y, folds, ridge) for f in feats])
+    audio = FrameAudio(wave, sr, fps, n)
+    model = _FoldRidge(mouth[valid], FOLDS, RIDGE)
+    scores = np.array([model.score(audio.at(d)[valid]) for d in lags])
     i = int(np.argmax(scores))
     frac = 0.0
     if 0 < i < len(lags) - 1:
         a, b, c = scores[i - 1], scores[i], scores[i + 1]
-        den = a - 2 * b + c
+        den = a - 2.0 * b + c
         frac = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
     raw = float(lags[i] + frac * step)
-    return AvOffset(raw - BIAS_S, _prominence(lags, scores, i), float(scores[i]), raw, lags, scores)
-
-
-def _prominence(lags: np.ndarray, scores: np.ndarray, i: int) -> float:
-    """(peak - median of the far lags) / robust std of the far lags; 0 without a positive peak."""
-    far = scores[np.abs(lags - lags[i]) > PEAK_EXCLUSION_S]
-    if scores[i] <= 0 or len(far) < 3:
-        return 0.0
-    med = float(np.median(far))
-    scale = 1.4826 * float(np.median(np.abs(far - med)))
-    return float((scores[i] - med) / max(scale, 1e-3))
+    shifts = np.unique(np.linspace(lo, n - lo, NULL_SHIFTS).round().astype(int))
+    still = audio.at(0.0)
+    null = np.arctanh(np.clip([model.score(np.roll(still, s, axis=0)[valid]) for s in shifts], -0.999, 0.999))
+    peak = float(np.arctanh(min(scores[i], 0.999)))
+    z = (peak - null.mean()) / max(float(null.std()), 1e-3) if scores[i] > 0 else 0.0
+    return AvOffset(raw - BIAS_S, float(max(z, 0.0)), float(scores[i]), raw, lags, scores)
 
 
 def parse_av_offset(value: str | float) -> float | None:
-    """``auto`` -> None; a number of seconds (string or float, |x| <= 5) -> float; anything else ThgError."""
+    """The ``preprocess.av_offset`` setting: ``auto`` -> None, a number of seconds (string or float) -> float.
+
+    Anything else, or more than :data:`MAX_FORCED_S` seconds, is a one-line ThgError.
+    """
     if isinstance(value, str) and value.strip().lower() == "auto":
         return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not np.isfinite(seconds) or isinstance(value, bool) or abs(seconds) > 5.0:
-        raise ThgError(f"preprocess.av_offset must be 'auto' or a number of seconds in [-5, 5], got {value!r}")
+    seconds = float("nan")
+    if not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            pass
+    if not abs(seconds) <= MAX_FORCED_S:
+        raise ThgError(f"--av-offset / preprocess.av_offset must be 'auto' or a number of seconds in "
+                       f"[-{MAX_FORCED_S:g}, {MAX_FORCED_S:g}] (positive: the audio is late), got {value!r}")
     return seconds
 
 
-def applied_offset(setting: str | float, estimate: AvOffset) -> float:
-    """The offset to apply (s): the estimate under ``auto`` when confident (else 0), or the forced number."""
+def applied_offset(setting: str | float, estimate_s: float, confidence: float) -> float:
+    """The offset to apply (s): a forced number as is; under ``auto`` the estimate when its confidence
+    reaches :data:`CONFIDENT` and it is at least :data:`AUTO_MIN_S`, else 0."""
     forced = parse_av_offset(setting)
     if forced is not None:
         return forced
-    return estimate.offset_s if estimate.confident else 0.0
+    return float(estimate_s) if confidence >= CONFIDENT and abs(estimate_s) >= AUTO_MIN_S else 0.0
 
 
 def shift_audio(wave: np.ndarray, sr: int, offset_s: float) -> np.ndarray:
-    """Advance ``wave`` [n] by ``offset_s`` (delay it when negative); same length, silence fills the gap."""
+    """Advance ``wave`` [n] by ``offset_s`` seconds (delay it when negative): same length, silence fills in."""
     wave = np.asarray(wave)
-    n = len(wave)
-    s = int(round(offset_s * sr))
+    n, s = len(wave), int(round(offset_s * sr))
     out = np.zeros_like(wave)
     if s >= 0:
         out[:max(n - s, 0)] = wave[s:]
     else:
         out[-s:] = wave[:max(n + s, 0)]
     return out
+
+
+def shift_wav(src: str | Path, dst: str | Path, offset_s: float) -> None:
+    """Write the 16-bit mono WAV ``src`` advanced by ``offset_s`` (:func:`shift_audio`) to ``dst``, exactly."""
+    from thg_nerf.audio.io import write_wav
+
+    with wavmod.open(str(src), "rb") as w:
+        if w.getsampwidth() != 2 or w.getnchannels() != 1:
+            raise ThgError(f"{src} is not a 16-bit mono WAV")
+        sr = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    write_wav(dst, shift_audio(pcm, sr, offset_s).astype(np.float64) / 32767.0, sr)

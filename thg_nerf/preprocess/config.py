@@ -25,3 +25,6 @@ class PreprocessConfig:
     """Fail when more than this fraction of frames has no face."""
     max_interp_gap_s: float = 0.25
     """Gaps without a face up to this long are interpolated; longer ones are excluded from training."""
+    av_offset: str | float = "auto"
+    """Audio-video offset correction (s, positive = audio late; thg_nerf/preprocess/avsync.py): ``auto``
+    applies the estimate only when it is confident, a number forces that offset, ``0`` disables it."""

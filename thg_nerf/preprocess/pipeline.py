@@ -7,6 +7,8 @@ interruption skips the finished ones; ``force`` redoes everything):
 2. ``detect``     face detection on subsampled frames: the main speaker and one stable crop for the clip
 3. ``scan``       one streaming decode: crop/resize -> frames.mp4, landmarks, person segmentation
 4. ``track``      face gaps, 3D head tracking (bundle adjustment), blinks, face/mouth boxes
+   ``avsync``     audio-video offset from the mouth opening and the speech (thg_nerf/preprocess/avsync.py)
+   ``align``      the audio shifted by the applied offset (``--av-offset``) -> audio.wav of the dataset
 5. ``masks``      background/head/neck/torso label maps -> masks.mkv
 6. ``background`` background plate -> bg.png
 7. ``features``   per-frame audio features -> audio_features.npy
@@ -58,7 +60,10 @@ HEAD_BOUND_MARGIN = 1.25
 MIN_HEAD_BOUND = 1.5
 #: Bump a step's version when its output changes, so cached work directories are recomputed.
 STEP_VERSIONS = {"audio": 1, "detect": 1, "scan": 1, "track": 1, "masks": 1, "background": 1, "features": 1,
-                 "preview": 1}
+                 "preview": 1, "avsync": 1, "align": 1}
+#: Work-directory files of the offset estimate and of the shifted audio (the dataset's audio.wav).
+AVSYNC = "avsync.json"
+ALIGNED_AUDIO = "audio_aligned.wav"
 
 
 def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike, cfg: PreprocessConfig,
@@ -105,6 +110,8 @@ class _Context:
     principal: tuple[float, float] = (0.0, 0.0)
     n_frames: int = 0
     t_start: float = 0.0
+    av_offset_s: float = 0.0
+    """The audio-video offset applied to the dataset's audio (s, positive = audio was late)."""
 
 
 def _run(video: Path, out: Path, cfg: PreprocessConfig, info: VideoInfo, audio_path: Path | None,
@@ -159,14 +166,27 @@ def _run(video: Path, out: Path, cfg: PreprocessConfig, info: VideoInfo, audio_p
     work.step("track", key_track, lambda: _step_track(ctx, scan))
     trk = dict(np.load(work.root / "track.npz"))
 
+    # audio-video offset: the estimate does not depend on --av-offset, the shifted audio does
+    from thg_nerf.preprocess.avsync import applied_offset, shift_wav
+
+    key_sync = work.key("avsync", key_track, key_audio)
+    work.step("avsync", key_sync, lambda: _step_avsync(ctx, trk))
+    sync = read_json(work.root / AVSYNC)
+    ctx.av_offset_s = applied_offset(cfg.av_offset, sync["estimate_s"], sync["confidence"])
+    log.info("audio-video offset: estimate %+.3f s (positive: audio late), confidence %.1f; %s", sync["estimate_s"],
+             sync["confidence"], f"applying {ctx.av_offset_s:+.3f} s" if ctx.av_offset_s else "not applied")
+    key_align = work.key("align", key_audio, int(round(ctx.av_offset_s * SAMPLE_RATE)))
+    work.step("align", key_align, lambda: shift_wav(work.root / FILES["audio"], work.root / ALIGNED_AUDIO,
+                                                    ctx.av_offset_s))
+
     # 5-8) masks, background, audio features, preview
     key_masks = work.key("masks", key_track)
     work.step("masks", key_masks, lambda: _step_masks(ctx, scan, trk))
     key_bg = work.key("background", key_scan)
     work.step("background", key_bg, lambda: _step_background(ctx, scan))
-    key_feat = work.key("features", key_audio, ctx.n_frames, ctx.fps, cfg.audio_features)
+    key_feat = work.key("features", key_align, ctx.n_frames, ctx.fps, cfg.audio_features)
     work.step("features", key_feat, lambda: _step_features(ctx))
-    key_prev = work.key("preview", key_masks, key_track, key_audio)
+    key_prev = work.key("preview", key_masks, key_track, key_align)
     work.step("preview", key_prev, lambda: _step_preview(ctx, trk))
 
     _assemble(out, ctx, trk, request, audio_path)
@@ -234,6 +254,19 @@ def _step_track(ctx: _Context, scan) -> None:
              rigid_landmarks=np.int32(res.rigid.sum()))
 
 
+def _step_avsync(ctx: _Context, trk: dict) -> None:
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.preprocess.avsync import estimate_av_offset
+    from thg_nerf.preprocess.signals import mouth_opening
+    from thg_nerf.preprocess.topology import get_topology
+
+    mouth = mouth_opening(trk["landmarks"], get_topology(ctx.cfg.landmarks).mouth)
+    wave = load_audio(ctx.work.root / FILES["audio"], sr=SAMPLE_RATE)
+    est = estimate_av_offset(mouth, trk["valid"], wave, SAMPLE_RATE, ctx.fps)
+    write_json(ctx.work.root / AVSYNC, {"estimate_s": round(est.offset_s, 4), "confidence": round(est.confidence, 2),
+                                        "peak_corr": round(est.peak_corr, 3)})
+
+
 def _step_masks(ctx: _Context, scan, trk: dict) -> None:
     from thg_nerf.preprocess.masks import write_masks
     from thg_nerf.preprocess.topology import get_topology
@@ -255,7 +288,7 @@ def _step_features(ctx: _Context) -> None:
     from thg_nerf.audio.features import extract_features
     from thg_nerf.audio.io import load_audio
 
-    wave = load_audio(ctx.work.root / FILES["audio"], sr=SAMPLE_RATE)
+    wave = load_audio(ctx.work.root / ALIGNED_AUDIO, sr=SAMPLE_RATE)
     gap = len(wave) / SAMPLE_RATE - ctx.n_frames / ctx.fps
     if abs(gap) > 0.5:
         log.warning("the audio is %.1f s %s than the video; features past its end are silence", abs(gap),
@@ -271,7 +304,7 @@ def _step_preview(ctx: _Context, trk: dict) -> None:
 
     state = np.where(trk["excluded"], 2, np.where(trk["valid"], 0, 1))
     write_preview(ctx.work.root / PREVIEW, ctx.work.root / FILES["frames"], ctx.work.root / FILES["masks"],
-                  ctx.work.root / FILES["audio"], ctx.fps, _intrinsics(ctx, trk), trk["landmarks"], state,
+                  ctx.work.root / ALIGNED_AUDIO, ctx.fps, _intrinsics(ctx, trk), trk["landmarks"], state,
                   trk["rotation"], trk["translation"])
 
 
@@ -305,6 +338,8 @@ def split_ids(n: int, val_fraction: float, excluded: np.ndarray) -> tuple[list[i
 
 def _assemble(out: Path, ctx: _Context, trk: dict, request: str, audio_path: Path | None) -> None:
     from thg_nerf.audio.features import feature_shape
+    from thg_nerf.preprocess.motion import MOTION_FILE, compute_motion_targets
+    from thg_nerf.preprocess.topology import get_topology
 
     work, n, cfg = ctx.work.root, ctx.n_frames, ctx.cfg
     intr = _intrinsics(ctx, trk)
@@ -316,14 +351,17 @@ def _assemble(out: Path, ctx: _Context, trk: dict, request: str, audio_path: Pat
     fps, info = ctx.fps, ctx.info
     bound = head_bound(trk["shape"])
     with atomic_dir(out, overwrite=True) as tmp:
-        for key in ("frames", "masks", "background", "audio", "audio_features"):
+        for key in ("frames", "masks", "background", "audio_features"):
             _link_or_copy(work / FILES[key], tmp / FILES[key])
+        _link_or_copy(work / ALIGNED_AUDIO, tmp / FILES["audio"])
         _link_or_copy(work / PREVIEW, tmp / PREVIEW)
         for split, ids in (("train", train_ids), ("val", val_ids)):
             write_transforms(tmp, split, intr, [FrameRecord(i, i, c2w[i], float(trk["eye"][i])) for i in ids])
         write_tracking(tmp, **{k: trk[k] for k in ("landmarks", "valid", "rotation", "translation", "eye",
                                                    "face_box", "mouth_box", "shape", "expression",
                                                    "interpolated", "excluded")})
+        compute_motion_targets(trk, intr.focal, intr.cx, intr.cy, get_topology(cfg.landmarks),
+                               np.asarray(train_ids)).save(tmp / MOTION_FILE)
         crop = None if ctx.crop is None else dict(zip(("x0", "y0", "size"), ctx.crop))
         write_meta(tmp, {
             "fps": fps, "n_frames": n, "w": ctx.size[0], "h": ctx.size[1], "units": "dm", "head_bound": bound,
@@ -332,7 +370,8 @@ def _assemble(out: Path, ctx: _Context, trk: dict, request: str, audio_path: Pat
             "crop": crop, "labels": LABELS,
             "landmarks": {"backend": cfg.landmarks, "count": int(trk["landmarks"].shape[1])},
             "audio": {"sample_rate": SAMPLE_RATE, "features": cfg.audio_features,
-                      "feature_shape": list(feature_shape(cfg.audio_features))},
+                      "feature_shape": list(feature_shape(cfg.audio_features)),
+                      "av_offset_s": round(ctx.av_offset_s, 4)},
             "preprocess": {"key": request, "config": dataclasses.asdict(cfg)},
         })
         write_json(tmp / REPORT, _report(ctx, trk, train_ids, val_ids, bound))
@@ -345,6 +384,7 @@ def _report(ctx: _Context, trk: dict, train_ids: list[int], val_ids: list[int], 
     n, fps = ctx.n_frames, ctx.fps
     excluded = trk["excluded"]
     bg = read_json(ctx.work.root / "background.json")
+    sync = read_json(ctx.work.root / AVSYNC)
     ranges = [[round(a / fps, 3), round(b / fps, 3)] for a, b in runs(excluded)]
     timings = {k: round(v, 2) for k, v in ctx.work.timings.items()}
     timings["total"] = round(time.perf_counter() - ctx.t_start, 2)
@@ -359,6 +399,8 @@ def _report(ctx: _Context, trk: dict, train_ids: list[int], val_ids: list[int], 
                      "focal_px": round(float(trk["focal"]), 2), "jitter_deg": round(float(trk["jitter_deg"]), 4),
                      "rigid_landmarks": int(trk["rigid_landmarks"]), "head_bound": bound},
         "background_inpainted_fraction": bg["inpainted_fraction"],
+        "av_offset_s": round(ctx.av_offset_s, 4), "av_offset_estimate_s": sync["estimate_s"],
+        "av_offset_confidence": sync["confidence"], "av_offset_applied": bool(ctx.av_offset_s != 0.0),
         "timings_s": timings, "reused_steps": sorted(ctx.work.reused),
         "thg_nerf_version": __version__,
     }
@@ -459,6 +501,7 @@ def _check_backend(name: str) -> None:
 
 def _check_config(cfg: PreprocessConfig) -> None:
     from thg_nerf.audio.features import parse_spec
+    from thg_nerf.preprocess.avsync import parse_av_offset
 
     if not (64 <= cfg.size <= 4096) or cfg.size % 2:
         raise ThgError(f"preprocess.size must be an even number of pixels in [64, 4096], got {cfg.size}")
@@ -475,3 +518,4 @@ def _check_config(cfg: PreprocessConfig) -> None:
     if cfg.max_interp_gap_s < 0:
         raise ThgError(f"preprocess.max_interp_gap_s must be >= 0, got {cfg.max_interp_gap_s}")
     parse_spec(cfg.audio_features)
+    parse_av_offset(cfg.av_offset)

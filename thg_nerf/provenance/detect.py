@@ -1,16 +1,18 @@
 """Detection: find the mark in a video and read its payload, with a calibrated false-positive probability.
 
 1. Frames are decoded as luma at a working size (shorter side ``WORK_SIZE``) and averaged, over the whole
-   video and over every ``2 x SEGMENT_S`` window (1.5 s hop): the mark is the same in every frame, moving
-   content averages out.
+   video and over every window of two consecutive ``SEGMENT_S`` segments: the mark is the same in every
+   frame, moving content averages out.
 2. Each average is whitened: a band-pass (difference of Gaussians) removes the picture's low frequencies,
    then every pixel is divided by the local residual energy, so textured and flat areas weigh alike.
 3. For each candidate tile period (crops change it relative to the frame, ``SCALES``) the residual is folded
-   into one tile of ``BINS x BINS`` bins (pixel -> position inside its tile); the fold is circularly
-   cross-correlated with the pilot pattern (FFT): the peak gives the tile's offset, and
-   ``z = (peak - mean) / std`` over all offsets is the synchronisation statistic.
-4. At the best period and offset the data cells are read with a matched filter and decoded (soft Viterbi +
-   CRC-16, :mod:`thg_nerf.provenance.payload`).
+   into one tile of ``BINS x BINS`` bins (pixel -> position inside its tile). In the fold's frequency domain
+   the remaining picture is treated as coloured noise whose spectrum is the fold's smoothed periodogram; the
+   whitened (generalised) cross-correlation with the pilot pattern gives the tile offset at its peak, and
+   ``z`` = peak / its standard deviation under that noise model (~N(0, 1) at any one offset without a mark).
+4. At the best period and offset, whitened matched filters read every data cell, a regularised
+   zero-forcing equaliser undoes the overlap of neighbouring cells, and the soft bits are decoded (soft
+   Viterbi + CRC-16, :mod:`thg_nerf.provenance.payload`).
 
 False-positive probability of a reported mark (Bonferroni over every period, offset and window tried):
 ``windows * 2**-16 * min(1, periods * BINS**2 * Q(z))`` where Q is the normal tail. The mark is reported as
@@ -23,27 +25,32 @@ import math
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from thg_nerf.errors import ThgError
 from thg_nerf.log import progress
-from thg_nerf.provenance.pattern import BINS, CELLS, TILES, bin_matrix, layout, pilot_template
+from thg_nerf.provenance.pattern import BINS, CELLS, TILES, bin_matrix, layout, pilot_cells
 from thg_nerf.provenance.payload import CRC_BITS, Payload, decode_payload
 
 #: Shorter side (pixels) of the luma frames the detector works on.
 WORK_SIZE = 256
 #: Tile periods tried, relative to an uncropped frame (1.0); 1.11 is a 5 % crop on every side.
-SCALES = tuple(float(s) for s in np.exp(np.arange(np.log(0.9), np.log(1.3), np.log(1.01))))
+SCALES = tuple(float(1.01 ** k) for k in range(-10, 27))
 #: Length of one accumulation segment (s); windows are two consecutive segments.
 SEGMENT_S = 1.5
 #: Reported as found at or below this false-positive probability.
 FOUND_P = 1e-6
 #: Band-pass and normalisation widths (pixels at the working size, where a carrier cell is 4 pixels).
-HIGHPASS_SIGMA = 3.0
+HIGHPASS_SIGMA = 2.0
 SMOOTH_SIGMA = 0.7
 ENERGY_SIGMA = 6.0
+#: Width (frequency bins) of the smoothing that estimates the fold's noise spectrum.
+NOISE_SMOOTH = 5
+#: Regularisation of the zero-forcing equaliser (fraction of its mean gain).
+EQ_REG = 0.3
 
 
 @dataclass
@@ -124,23 +131,67 @@ def fold(residual: np.ndarray, period: float) -> np.ndarray:
     return f
 
 
-def synchronise(f: np.ndarray) -> tuple[float, tuple[int, int]]:
-    """Cross-correlate a fold with the pilot -> (z of the peak, (dy, dx) in bins)."""
-    spectrum = np.fft.rfft2(f) * np.conj(np.fft.rfft2(pilot_template()))
-    corr = np.fft.irfft2(spectrum, s=f.shape)
-    std = float(corr.std())
-    if not std > 1e-12:
+@lru_cache(maxsize=1)
+def _pulses() -> tuple[np.ndarray, np.ndarray]:
+    """Spectra [BINS, BINS] of one cell's bump at the tile origin and of the whole pilot pattern."""
+    m = bin_matrix()
+    unit = np.zeros((CELLS, CELLS))
+    unit[0, 0] = 1.0
+    return np.fft.fft2(m @ unit @ m.T), np.fft.fft2(m @ pilot_cells() @ m.T)
+
+
+def bandpass_response(period: float) -> np.ndarray:
+    """[BINS, BINS] transfer function of :func:`whiten`'s band-pass at the fold's bin frequencies."""
+    f = np.fft.fftfreq(BINS) * (BINS / period)  # cycles per pixel
+    f2 = f[:, None] ** 2 + f[None, :] ** 2
+    return np.exp(-2 * np.pi ** 2 * SMOOTH_SIGMA ** 2 * f2) - np.exp(-2 * np.pi ** 2 * HIGHPASS_SIGMA ** 2 * f2)
+
+
+@dataclass
+class Fold:
+    """A folded residual in the frequency domain with its noise spectrum estimate."""
+
+    spectrum: np.ndarray
+    """[BINS, BINS] complex FFT of the fold."""
+    noise: np.ndarray
+    """[BINS, BINS] smoothed power spectrum (the noise model of the whitened matched filters)."""
+    response: np.ndarray
+    """[BINS, BINS] band-pass response at this period."""
+
+    @classmethod
+    def of(cls, f: np.ndarray, period: float) -> Fold:
+        from scipy.ndimage import uniform_filter
+
+        spec = np.fft.fft2(f)
+        noise = uniform_filter(np.abs(spec) ** 2, NOISE_SMOOTH, mode="wrap") + 1e-20
+        return cls(spec, noise, bandpass_response(period))
+
+
+def synchronise(fold_: Fold) -> tuple[float, tuple[int, int]]:
+    """Whitened cross-correlation with the pilot -> (z of the peak, (dy, dx) in bins).
+
+    ``z`` divides by the correlation's standard deviation under the noise model, so it is ~N(0, 1) at any
+    one offset when there is no mark.
+    """
+    _, pilot = _pulses()
+    expected = pilot * fold_.response
+    corr = np.fft.ifft2(fold_.spectrum * np.conj(expected) / fold_.noise).real
+    std = math.sqrt(float((np.abs(expected) ** 2 / fold_.noise).sum())) / (BINS * BINS)
+    if not std > 0.0 or not np.isfinite(corr).all():
         return 0.0, (0, 0)
     k = int(np.argmax(corr))
-    dy, dx = divmod(k, BINS)
-    return (float(corr.flat[k]) - float(corr.mean())) / std, (dy, dx)
+    return float(corr.flat[k]) / std, divmod(k, BINS)
 
 
-def read_soft_bits(f: np.ndarray, offset: tuple[int, int]) -> np.ndarray:
-    """Matched-filter the data cells of a fold aligned at ``offset`` (bins) -> soft coded bits [CODED_BITS]."""
-    aligned = np.roll(f, (-offset[0], -offset[1]), axis=(0, 1))
-    m = bin_matrix()
-    cells = m.T @ aligned @ m  # [CELLS, CELLS]
+def read_soft_bits(fold_: Fold, offset: tuple[int, int]) -> np.ndarray:
+    """Whitened matched filter per cell, then a regularised zero-forcing equaliser -> soft coded bits."""
+    unit, _ = _pulses()
+    expected = unit * fold_.response
+    step = BINS // CELLS
+    y = np.fft.ifft2(fold_.spectrum * np.conj(expected) / fold_.noise).real
+    y = np.roll(y, (-offset[0], -offset[1]), axis=(0, 1))[::step, ::step]  # [CELLS, CELLS]
+    gain = (np.abs(expected) ** 2 / fold_.noise).reshape(step, CELLS, step, CELLS).sum(axis=(0, 2))
+    cells = np.fft.ifft2(np.fft.fft2(y) / (gain + EQ_REG * gain.mean())).real
     data_cells, _, signs = layout()
     return cells.reshape(-1)[data_cells] * signs.reshape(-1)[data_cells]
 
@@ -153,7 +204,7 @@ def analyse(luma: np.ndarray, scales: Iterable[float] = SCALES) -> Candidate:
     best = Candidate(z=-math.inf, scale=1.0, offset=(0.0, 0.0), payload=None)
     best_fold = None
     for s in scales:
-        f = fold(residual, nominal * s)
+        f = Fold.of(fold(residual, nominal * s), nominal * s)
         z, off = synchronise(f)
         if z > best.z:
             best = Candidate(z=z, scale=s, offset=off, payload=None)

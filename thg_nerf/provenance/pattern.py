@@ -77,11 +77,15 @@ def tile_period(width: int, height: int) -> float:
     return min(width, height) / TILES
 
 
-def frame_pattern(cells: np.ndarray, width: int, height: int) -> np.ndarray:
-    """The carrier [height, width] float32 in [-1, 1] of a tile ``cells`` [CELLS, CELLS] (tiles start at 0, 0)."""
+def frame_pattern(cells: np.ndarray, width: int, height: int, block: int = 1) -> np.ndarray:
+    """The carrier of a ``width x height`` frame for a tile ``cells`` [CELLS, CELLS] (tiles start at 0, 0).
+
+    Returns [H', W'] float32 in [-1, 1], with H', W' rounded up to whole ``block`` s (the extra rows and
+    columns continue the pattern).
+    """
     period = tile_period(width, height)
-    my = interpolation_matrix(height, period)
-    mx = interpolation_matrix(width, period)
+    my = interpolation_matrix(-(-height // block) * block, period)
+    mx = interpolation_matrix(-(-width // block) * block, period)
     return (my @ cells @ mx.T).astype(np.float32)
 
 
@@ -89,11 +93,3 @@ def frame_pattern(cells: np.ndarray, width: int, height: int) -> np.ndarray:
 def bin_matrix() -> np.ndarray:
     """[BINS, CELLS]: the interpolation weights at the detector's bins (one tile)."""
     return interpolation_matrix(BINS, BINS)
-
-
-@lru_cache(maxsize=1)
-def pilot_template() -> np.ndarray:
-    """[BINS, BINS] float64: the pilot part of a tile at the detector's resolution, zero-mean."""
-    m = bin_matrix()
-    t = m @ pilot_cells() @ m.T
-    return t - t.mean()

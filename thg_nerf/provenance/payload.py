@@ -1,15 +1,16 @@
-"""The provenance payload: 40 bits (tool, consent, run fingerprint, date) protected by a CRC-16 and a rate-1/3
+"""The provenance payload: 32 bits (tool, consent, run fingerprint, date) protected by a CRC-16 and a rate-1/3
 convolutional code.
 
 Bit layout (most significant bit first)::
 
-    version 2 | tool 3 | consent 1 | run fingerprint 20 | day 14      = 40 payload bits
-    + CRC-16/CCITT over the 40 bits                                   = 56 bits
+    tool 2 | consent 1 | run fingerprint 16 | day 13                  = 32 payload bits
+    + CRC-16/CCITT over the 32 bits                                   = 48 bits
     XOR a key-derived whitening sequence (an all-zero or blank read never passes the CRC)
-    -> convolutional code K=7, rate 1/3 (generators 133, 171, 165 octal), 6 zero tail bits = 186 coded bits
+    -> convolutional code K=9, rate 1/3 (generators 557, 663, 711 octal), 8 zero tail bits = 168 coded bits
 
-``day`` counts days since 2024-01-01 (covers 2024-2068). The decoder is a soft-decision Viterbi decoder; the
-CRC then rejects all but 2**-16 of wrong decodes.
+``day`` counts days since 2024-01-01 (covers 2024-2046). The layout version is not spent on bits: a new
+layout gets a new key (:data:`thg_nerf.provenance.pattern.KEY`), i.e. a different pilot. The decoder is a
+soft-decision Viterbi decoder; the CRC then rejects all but 2**-16 of wrong decodes.
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ import numpy as np
 
 from thg_nerf.errors import ThgError
 
-#: Layout version carried in the mark (a decoder reads only the versions it knows).
+#: Layout version (implied by the key, not transmitted).
 VERSION = 1
-#: Who produced the frames: the value of the 3-bit ``tool`` field.
+#: Who produced the frames: the value of the 2-bit ``tool`` field.
 TOOLS = {"api": 0, "render": 1, "dub": 2, "serve": 3}
 EPOCH = _dt.date(2024, 1, 1)
-FIELDS = (("version", 2), ("tool", 3), ("consent", 1), ("fingerprint", 20), ("day", 14))
+FIELDS = (("tool", 2), ("consent", 1), ("fingerprint", 16), ("day", 13))
 PAYLOAD_BITS = sum(n for _, n in FIELDS)
 CRC_BITS = 16
 #: Constraint length and generator polynomials (octal) of the convolutional code.
-CONV_K = 7
-CONV_GENERATORS = (0o133, 0o171, 0o165)
+CONV_K = 9
+CONV_GENERATORS = (0o557, 0o663, 0o711)
 CODED_BITS = (PAYLOAD_BITS + CRC_BITS + CONV_K - 1) * len(CONV_GENERATORS)
 _WHITEN_KEY = b"thg-nerf provenance v1 whitening"
 
@@ -42,13 +43,12 @@ class Payload:
     """What every marked frame says about itself."""
 
     fingerprint: int
-    """20-bit fingerprint of the run (0: frames not made from a run directory)."""
+    """16-bit fingerprint of the run (0: frames not made from a run directory)."""
     day: int
     """Days since 2024-01-01 (UTC) of the rendering."""
     consent: bool
     """Whether the run recorded a consent statement (``--consent``)."""
     tool: int = TOOLS["render"]
-    version: int = VERSION
 
     def __post_init__(self) -> None:
         for name, bits in FIELDS:
@@ -63,8 +63,8 @@ class Payload:
         if tool not in TOOLS:
             raise ThgError(f"unknown provenance tool {tool!r} (one of {', '.join(TOOLS)})")
         when = when or _dt.datetime.now(_dt.timezone.utc).date()
-        day = min(max((when - EPOCH).days, 0), (1 << 14) - 1)
-        return cls(fingerprint=int(fingerprint) & 0xFFFFF, day=day, consent=bool(consent), tool=TOOLS[tool])
+        day = min(max((when - EPOCH).days, 0), (1 << 13) - 1)
+        return cls(fingerprint=int(fingerprint) & 0xFFFF, day=day, consent=bool(consent), tool=TOOLS[tool])
 
     @property
     def date(self) -> _dt.date:
@@ -76,15 +76,15 @@ class Payload:
 
     @property
     def fingerprint_hex(self) -> str:
-        return f"{int(self.fingerprint):05x}"
+        return f"{int(self.fingerprint):04x}"
 
     def to_dict(self) -> dict:
-        return {"version": int(self.version), "tool": self.tool_name, "run_fingerprint": self.fingerprint_hex,
+        return {"version": VERSION, "tool": self.tool_name, "run_fingerprint": self.fingerprint_hex,
                 "date": self.date.isoformat(), "consent_statement": bool(self.consent)}
 
     def tag(self) -> str:
         """The plain-text container tag (the second, easily stripped signal)."""
-        return (f"thg-nerf provenance v{self.version}: tool={self.tool_name} run={self.fingerprint_hex} "
+        return (f"thg-nerf provenance v{VERSION}: tool={self.tool_name} run={self.fingerprint_hex} "
                 f"date={self.date.isoformat()} consent={'given' if self.consent else 'none'}")
 
     def to_bits(self) -> np.ndarray:
@@ -102,7 +102,7 @@ class Payload:
             values[name] = int("".join(str(int(b)) for b in bits[pos:pos + n]), 2)
             pos += n
         return cls(fingerprint=values["fingerprint"], day=values["day"], consent=bool(values["consent"]),
-                   tool=values["tool"], version=values["version"])
+                   tool=values["tool"])
 
 
 # ---------------------------------------------------------------- CRC, whitening
@@ -201,9 +201,4 @@ def decode_payload(soft: np.ndarray) -> Payload | None:
     data, crc = bits[:PAYLOAD_BITS], bits[PAYLOAD_BITS:]
     if not np.array_equal(crc16(data), crc):
         return None
-    payload_bits = data
-    try:
-        payload = Payload.from_bits(payload_bits)
-    except ThgError:
-        return None
-    return payload if payload.version == VERSION else None
+    return Payload.from_bits(data)

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from thg_nerf.errors import ThgError
+from thg_nerf.provenance import MarkedWriter, Watermarker, payload_for_run
 from thg_nerf.utils.fs import atomic_dir, atomic_file
 from thg_nerf.utils.video import VideoWriter, ffmpeg_exe
 
@@ -133,22 +134,27 @@ def even_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 class PngSequenceWriter:
-    """Write frames as ``frame_000000.png ...`` (RGB or RGBA) into a directory."""
+    """Write frames as ``frame_000000.png ...`` (RGB or RGBA, with an optional ``Comment`` text) into a directory."""
 
-    def __init__(self, folder: Path, size: tuple[int, int], channels: int) -> None:
+    def __init__(self, folder: Path, size: tuple[int, int], channels: int, comment: str | None = None) -> None:
         self.folder = Path(folder)
         self.size = size
         self.channels = channels
+        self.comment = comment  # text of each PNG's Comment chunk (the provenance tag)
         self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
-        from PIL import Image
+        from PIL import Image, PngImagePlugin
 
         w, h = self.size
         if frame.shape != (h, w, self.channels):
             raise ValueError(f"frame shape {frame.shape} != {(h, w, self.channels)}")
+        info = None
+        if self.comment:
+            info = PngImagePlugin.PngInfo()
+            info.add_text("Comment", self.comment)
         Image.fromarray(np.ascontiguousarray(frame, dtype=np.uint8)).save(
-            self.folder / PNG_PATTERN.format(self.frames_written), compress_level=1)
+            self.folder / PNG_PATTERN.format(self.frames_written), compress_level=1, pnginfo=info)
         self.frames_written += 1
 
 
@@ -164,20 +170,23 @@ def _check_png_folder(out: Path) -> None:
 
 @contextlib.contextmanager
 def open_output(out: str | Path, size: tuple[int, int], fps: float, *, alpha: bool = False,
-                audio_path: str | Path | None = None, crf: int = 18) -> Iterator[FrameWriter]:
+                audio_path: str | Path | None = None, crf: int = 18,
+                marker: Watermarker | None = None) -> Iterator[FrameWriter]:
     """Stream frames ([H, W, 3] uint8, or [H, W, 4] with ``alpha``) into ``out``, atomically.
 
     ``audio_path`` (any audio file; already cut to the rendered segment) is muxed into videos (AAC in mp4,
     Opus in webm) or copied as ``audio.wav`` beside a PNG sequence. Nothing is left at ``out`` unless the
-    block completes.
+    block completes. Every frame gets the provenance mark of ``marker`` right before it is written (default:
+    a mark without a run fingerprint) and the container (or each PNG) its text tag; there is no way around it.
     """
     out = Path(out)
     kind = output_kind(out, alpha)
+    marker = marker or Watermarker(payload_for_run(None, "api"))
     if kind == "png":
         _check_png_folder(out)
         with atomic_dir(out, overwrite=True) as tmp:
-            writer = PngSequenceWriter(tmp, size, 4 if alpha else 3)
-            yield writer
+            writer = PngSequenceWriter(tmp, size, 4 if alpha else 3, comment=marker.tag)
+            yield MarkedWriter(writer, marker)
             if audio_path is not None:
                 convert_audio(audio_path, tmp / PNG_AUDIO)
         return
@@ -189,9 +198,10 @@ def open_output(out: str | Path, size: tuple[int, int], fps: float, *, alpha: bo
                        audio_codec="libopus", extra_params=list(VP9_PARAMS))
     if size[0] % 2 or size[1] % 2:
         raise ThgError(f"{kind} video needs even frame sizes, got {size[0]}x{size[1]}")
+    options["extra_params"] += ["-metadata", f"comment={marker.tag}"]
     with atomic_file(out) as tmp, VideoWriter(tmp, size, fps, audio_path=audio_path, alpha=alpha,
                                               **options) as writer:
-        yield writer
+        yield MarkedWriter(writer, marker)
 
 
 # ---------------------------------------------------------------- audio

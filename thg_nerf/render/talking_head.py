@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ import numpy as np
 
 from thg_nerf.errors import ThgError
 from thg_nerf.log import get_logger, progress
+from thg_nerf.provenance import Watermarker, watermarker_for_run
 from thg_nerf.render.blinks import blink_signal
 from thg_nerf.render.output import (
     check_background,
@@ -198,6 +199,38 @@ class TalkingHead:
                 frame = composite(out["fg"], out["alpha"], bg)
             yield frame
 
+    def provenance_marker(self, tool: str = "render") -> Watermarker:
+        """The provenance mark of this run's outputs (``tool``: render, dub, serve); see docs/PROVENANCE.md."""
+        from thg_nerf.train.checkpoint import RUN_FILE
+
+        return watermarker_for_run(Path(self.run.run_dir) / RUN_FILE, tool)
+
+    def stream(self, chunks: Iterable[np.ndarray], poses: str = "static", blink: str = "auto", bg: str = "plate",
+               size: int | tuple[int, int] | None = None, *, fast: bool = True, seed: int = 0
+               ) -> Iterator[np.ndarray]:
+        """Render live audio: yields uint8 [H, W, 3] frames as the chunks arrive (see ``thg_nerf.render.stream``).
+
+        Args:
+            chunks: 16 kHz mono chunks (float in [-1, 1] or int16), any sizes; the frames of a chunk are
+                yielded once ``lookahead`` (about 170 ms) of audio past them has arrived, the last ones when
+                the iterable ends (``round(duration * fps)`` frames in all, at the run's fps).
+            poses: ``static`` (static-camera fast path), ``idle`` (subtle sway) or ``track``.
+            blink, bg, size, seed: as in :meth:`frames` (no alpha background).
+            fast: use the static-camera fast path (same frames within rounding, much faster on a CPU).
+
+        Features are normalised on the fly (``thg_nerf.audio.stream``), exactly as ``thg-nerf serve`` does, so a
+        file streamed here and the same audio sent to the server give the same frames.
+        """
+        from thg_nerf.render.stream import FrameRenderer, FrameStream
+
+        renderer = FrameRenderer(self.run, size, poses, bg, fast=fast)
+        stream = FrameStream(self.run, blink, seed)
+        for chunk in chunks:
+            for inp in stream.push(chunk):
+                yield renderer.render(inp)
+        for inp in stream.flush():
+            yield renderer.render(inp)
+
     def render_to_file(self, audio_path: str | Path, out: str | Path, *,
                        poses: PosePath | np.ndarray | str = "track", blink: str = "auto", bg: str = "plate",
                        size: int | tuple[int, int] | None = None, fps: float | None = None,
@@ -228,7 +261,7 @@ class TalkingHead:
             audio_seg = Path(td) / "audio.wav"
             convert_audio(audio_path, audio_seg, start, end)
             with open_output(out, plan.size, plan.fps, alpha=plan.background is None, audio_path=audio_seg,
-                             crf=crf) as writer:
+                             crf=crf, marker=self.provenance_marker("render")) as writer:
                 for frame in progress(self.render_plan(plan), total=plan.n_frames, desc="rendering", unit="frame"):
                     writer.write(frame)
         dt = time.perf_counter() - t0

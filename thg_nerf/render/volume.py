@@ -135,11 +135,14 @@ CPU_CHUNK_RAYS = 8192
 @torch.no_grad()
 def render_image(model: TalkingHeadModel, c2w: np.ndarray, intr: Intrinsics, cond: np.ndarray | torch.Tensor,
                  index: int, eye: float, rcfg: RenderConfig, device: torch.device,
-                 codes: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
-    """Render a whole frame: ``{"fg": [H, W, 3] premultiplied, "alpha": [H, W]}`` on ``device``.
+                 codes: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+                 pixels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Render a frame: ``{"fg": [H, W, 3] premultiplied, "alpha": [H, W]}`` on ``device``.
 
     ``cond`` is the per-frame condition source (``[n, M]`` motion or ``[n, T, C]`` audio, see
     ``TalkingHeadModel.cond_codes``) with frame ``index``; ``codes`` are the appearance codes (default: the means).
+    ``pixels``: render only these row-major pixel indices ``v * W + u`` [P] (long) of the frame; the result is
+    then ``{"fg": [P, 3], "alpha": [P]}`` (a region costs in proportion to its pixels).
     """
     w, h = intr.w, intr.h
     pose = torch.from_numpy(np.asarray(c2w, dtype=np.float32)).to(device)
@@ -148,7 +151,11 @@ def render_image(model: TalkingHeadModel, c2w: np.ndarray, intr: Intrinsics, con
     eye_t = torch.tensor([[float(eye)]], device=device) if model.cfg.use_eye else None
     cond = HeadConditions(audio, eye_t, ind_head)
     pose_code = model.pose_codes(pose[None])
-    u, v = image_pixels(w, h, device)
+    if pixels is None:
+        u, v = image_pixels(w, h, device)
+    else:
+        flat = torch.as_tensor(pixels, dtype=torch.long, device=device).reshape(-1)
+        u, v = flat % w, torch.div(flat, w, rounding_mode="floor")
     chunk = rcfg.chunk_rays if device.type == "cuda" else min(rcfg.chunk_rays, CPU_CHUNK_RAYS)
     fgs, alphas = [], []
     for i in range(0, u.numel(), chunk):
@@ -162,4 +169,8 @@ def render_image(model: TalkingHeadModel, c2w: np.ndarray, intr: Intrinsics, con
         fg, alpha = composite_layers(head["rgb"], head["acc"], t_rgb, t_alpha)
         fgs.append(fg)
         alphas.append(alpha)
-    return {"fg": torch.cat(fgs).reshape(h, w, 3).clamp(0, 1), "alpha": torch.cat(alphas).reshape(h, w).clamp(0, 1)}
+    fg = torch.cat(fgs).clamp(0, 1) if fgs else torch.zeros(0, 3, device=device)
+    alpha = torch.cat(alphas).clamp(0, 1) if alphas else torch.zeros(0, device=device)
+    if pixels is not None:
+        return {"fg": fg, "alpha": alpha}
+    return {"fg": fg.reshape(h, w, 3), "alpha": alpha.reshape(h, w)}

@@ -35,3 +35,21 @@ def beep(duration: float, at: float, length: float = 0.06, freq: float = 1000.0,
     t = np.arange(int(round(duration * sr))) / sr
     shape = np.cos(np.pi * np.clip((t - at) / length, -0.5, 0.5)) ** 2
     return (amp * shape * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def varied_speech(duration: float, sr: int = 16000, seed: int = 0, gain: float = 0.3) -> np.ndarray:
+    """Speech-like audio without a fixed rhythm: :func:`speech_like` phrases of random length (0.5-2 s),
+    syllable rate (3-6 Hz) and pitch (90-220 Hz), separated by digitally silent pauses of 0.1-0.6 s.
+
+    Returns [round(duration * sr)] float32 with peak ``gain``.
+    """
+    rng = np.random.default_rng(seed)
+    n = int(round(duration * sr))
+    parts, total = [], 0
+    while total < n:
+        phrase = speech_like(rng.uniform(0.5, 2.0), sr, seed=int(rng.integers(1 << 31)), f0=rng.uniform(90, 220),
+                             syllable_hz=rng.uniform(3.0, 6.0), pauses=False, gain=rng.uniform(0.5, 1.0))
+        parts += [phrase, np.zeros(int(rng.uniform(0.1, 0.6) * sr), np.float32)]
+        total += len(parts[-2]) + len(parts[-1])
+    wave = np.concatenate(parts)[:n]
+    return (gain * wave / max(np.abs(wave).max(), 1e-12)).astype(np.float32)

@@ -33,8 +33,9 @@ import torch
 from thg_nerf.dataset import Dataset, load_dataset
 from thg_nerf.errors import MissingDependencyError, ThgError
 from thg_nerf.log import get_logger, progress
-from thg_nerf.motion.model import amplitude_ratio, corr
-from thg_nerf.motion.targets import dataset_motion
+from thg_nerf.motion.model import AudioMotionModel, amplitude_ratio, corr
+from thg_nerf.preprocess.config import PreprocessConfig
+from thg_nerf.preprocess.motion import dataset_motion
 from thg_nerf.preprocess.signals import mouth_opening
 from thg_nerf.train import metrics
 from thg_nerf.train.checkpoint import LoadedRun, load_run, read_run_info
@@ -371,32 +372,43 @@ def _log_report(run_dir: Path, report: dict) -> None:
 CROSS_DIR = "cross_data"
 
 
-def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
-    """Cross-speaker lip check: predict motion from another person's talking ``video``'s audio with this
-    run's model and correlate the predicted mouth opening (readout) with that person's tracked one.
-
-    The video is preprocessed once (tracking only matters) into ``cache/<name>`` and reused afterwards.
-    """
-    from thg_nerf.audio.io import load_audio
+def cross_dataset(video: Path, cache: Path, pcfg: PreprocessConfig) -> Dataset:
+    """``video`` preprocessed once into ``cache/<name>`` (reused afterwards: preprocessing is resumable)."""
     from thg_nerf.preprocess.pipeline import preprocess
-    from thg_nerf.preprocess.topology import get_topology
 
     data = cache / video.stem
-    pcfg = dataclasses.replace(run.cfg.preprocess, audio_features="mel")
-    preprocess(video, data, pcfg)
-    ds = load_dataset(data)
+    preprocess(video, data, dataclasses.replace(pcfg, audio_features="mel"))
+    return load_dataset(data)
+
+
+def cross_mouth(mm: AudioMotionModel, ds: Dataset) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted (from ``ds``'s audio with ``mm``) vs tracked mouth opening of another person's clip.
+
+    Returns ``({frames, corr, best_lag_frames, best_lag_corr}, predicted [N], real [N], valid [N])``.
+    """
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.preprocess.topology import get_topology
+
     trk = ds.tracking()
     topo = get_topology(str((ds.meta.get("landmarks") or {}).get("backend", "mediapipe")))
     real = mouth_opening(trk["landmarks"], topo.mouth)
     ok = np.asarray(trk["valid"], bool)
-    mm = run.motion_model
     wave = load_audio(ds.path("audio"), 16000)
     pred = mm.mouth(mm.predict(mm.features(wave, 16000, ds.fps, ds.n_frames)))
     c = corr(pred[ok], real[ok])
     lag = metrics.sync_offset(pred[ok], real[ok], SYNC_MAX_LAG)
-    res = {"video": str(video), "frames": int(ok.sum()), "corr": None if c is None else round(c, 4),
-           "best_lag_frames": lag["offset_frames"], "best_lag_corr": lag["peak_corr"],
-           "av_offset_s": (ds.meta.get("av_offset_s") if isinstance(ds.meta, dict) else None)}
+    res = {"frames": int(ok.sum()), "corr": None if c is None else round(c, 4),
+           "best_lag_frames": lag["offset_frames"], "best_lag_corr": lag["peak_corr"]}
+    return res, pred, real, ok
+
+
+def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
+    """Cross-speaker lip check: predict motion from another person's talking ``video``'s audio with this
+    run's model and correlate the predicted mouth opening (readout) with that person's tracked one
+    (``corr``; ``best_lag_*``: the best correlation within +-SYNC_MAX_LAG frames, for reference)."""
+    ds = cross_dataset(video, cache, run.cfg.preprocess)
+    res, pred, real, ok = cross_mouth(run.motion_model, ds)
+    res = {"video": str(video), **res, "av_offset_s": (ds.meta.get("audio") or {}).get("av_offset_s")}
     _cross_plot(out / f"cross_{video.stem}.png", pred, real, ok, video.name, res["corr"])
     return res
 

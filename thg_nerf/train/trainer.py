@@ -33,7 +33,7 @@ from thg_nerf.fields.model import TalkingHeadModel
 from thg_nerf.log import get_logger, progress
 from thg_nerf.motion.model import MODEL_FILE as MOTION_MODEL_FILE
 from thg_nerf.motion.model import train_audio_motion
-from thg_nerf.motion.targets import dataset_motion
+from thg_nerf.preprocess.motion import dataset_motion
 from thg_nerf.render.rays import pixel_rays, pixel_uv
 from thg_nerf.render.volume import HeadConditions, composite_layers, render_head_train, render_image
 from thg_nerf.train import checkpoint as ckpt
@@ -401,8 +401,12 @@ class Trainer:
 
 
 def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool = False,
-          device: str | torch.device | None = None, *, stop_at: int | None = None) -> Path:
+          device: str | torch.device | None = None, *, stop_at: int | None = None,
+          consent: dict | None = None) -> Path:
     """Train a run on a dataset directory; returns ``run_dir``.
+
+    ``consent``: the record of ``--consent`` (``thg_nerf.provenance.consent_record``) stored in a new run's
+    ``run.json``; None records that no statement was given.
 
     Without ``resume`` a new run is created (refused when ``run_dir`` already holds a checkpointed run).
     With ``resume`` training continues from the newest checkpoint using the run's saved config, except
@@ -425,6 +429,8 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
     else:
         _check_new_run_dir(run_dir)
         info = _run_info(ds, cfg)
+        from thg_nerf.provenance.records import CONSENT_KEY, consent_record
+        info[CONSENT_KEY] = consent if consent is not None else consent_record(None, warn=False)
         tensors, state = {}, {}
     data = load_train_data(ds, cfg.model.condition)
     torch.manual_seed(cfg.seed)

@@ -1,0 +1,315 @@
+"""Figures of ``thg-nerf dub`` on a run trained on the shared macron clip.
+
+    .venv/bin/python benchmarks/bench_dub.py --run data/macron_motion/run \\
+        --media ../shared/media --work /tmp/thg_bench_dub --out dub.json [--parts identity,val,radio]
+
+Parts (``--parts``, default all):
+
+- ``identity``: the identity-shape difference (``thg_nerf.render.dub.identity_distance``) between the run's
+  tracked person and (a) other tracks of the same person: the clip's halves tracked separately and a
+  reframed, downscaled copy, (b) other people: katiehill and speaker2. The refusal threshold must sit between.
+- ``val``: dub the run's own validation segment of the training clip with its own audio (the run's
+  dataset is reused), written through ``open_output`` (H.264) and decoded back. PSNR against the original
+  frames over the full frame, and outside the blended region (weight 0); the full render of the same frames
+  (``LoadedRun.render_frame`` over the background plate at the tracking size, resampled to the source size
+  like the dub) on every ``--full-every``-th frame. Seconds per frame: the region render alone, the whole dub
+  step (decode, render, resample, match, blend) and the full render at the same (tracking) size. Mouth opening
+  of the dubbed frames (mediapipe landmarks) against the real frames'.
+- ``radio``: the same segment cut into its own video (so it is tracked like any other recording) dubbed with
+  ``drive_radio_16k.wav`` (8 s: longer, so the video ping-pongs) through the CLI: duration against the
+  audio's, output size against the source's, mouth-opening amplitude of the dubbed frames against the real
+  footage's, and its correlation with the motion model's predicted mouth opening for that audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SR = 16000
+
+
+def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """PSNR (dB) of uint8 images [H, W, 3] over the pixels of ``mask`` [H, W] (all when None)."""
+    d = (a.astype(np.float64) - b.astype(np.float64)) / 255.0
+    if mask is not None:
+        d = d[mask]
+    mse = float(np.mean(d**2)) if d.size else 0.0
+    return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def cut(src: Path, dst: Path, start: float | None = None, end: float | None = None, vf: str | None = None) -> Path:
+    """Re-encode a part of a video (near-lossless H.264, audio kept)."""
+    from thg_nerf.utils.video import ffmpeg_exe
+
+    if dst.is_file():
+        return dst
+    cmd = [ffmpeg_exe(), "-v", "error", "-y"]
+    if start:
+        cmd += ["-ss", f"{start:.4f}"]
+    cmd += ["-i", str(src)]
+    if end is not None:
+        cmd += ["-t", f"{end - (start or 0.0):.4f}"]
+    if vf:
+        cmd += ["-vf", vf]
+    cmd += ["-c:v", "libx264", "-crf", "10", "-preset", "fast", "-c:a", "aac", str(dst)]
+    subprocess.run(cmd, check=True)
+    return dst
+
+
+def mouth_series(frames, det) -> np.ndarray:
+    """Mouth opening (mediapipe landmarks) of each frame; NaN where no face is found."""
+    from thg_nerf.train.metrics import mouth_opening_landmarks
+
+    out = []
+    for f in frames:
+        lm = det(f)
+        out.append(np.nan if lm is None else mouth_opening_landmarks(lm))
+    return np.asarray(out)
+
+
+def nan_corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    ok = np.isfinite(a) & np.isfinite(b)
+    if ok.sum() < 3:
+        return None
+    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def part_identity(run_dir: Path, media: Path, work: Path) -> dict:
+    from thg_nerf.dataset import load_dataset
+    from thg_nerf.preprocess.config import PreprocessConfig
+    from thg_nerf.preprocess.pipeline import preprocess
+    from thg_nerf.render.dub import identity_distance
+    from thg_nerf.train.checkpoint import read_run_info
+
+    info = read_run_info(run_dir)
+    ref = load_dataset(info["data_dir"]).tracking()["shape"]
+    macron = media / "macron_50s_512px_30fps.mp4"
+    clips = {
+        "same: macron 0-25 s": ("same", cut(macron, work / "macron_a.mp4", 0.0, 25.0)),
+        "same: macron 25-50 s": ("same", cut(macron, work / "macron_b.mp4", 25.0, 50.4)),
+        "same: macron 10-30 s reframed 400 px, 360p": (
+            "same", cut(macron, work / "macron_reframed.mp4", 10.0, 30.0, "crop=400:400:70:30,scale=360:360")),
+        "other: katiehill": ("other", media / "katiehill_8s_512px_25fps.mp4"),
+        "other: speaker2": ("other", media / "speaker2_20s_1080x1920_25fps.mp4"),
+    }
+    cfg = PreprocessConfig(size=int(info["intrinsics"]["w"]))
+    rows = []
+    for name, (kind, clip) in clips.items():
+        t0 = time.perf_counter()
+        ds = load_dataset(preprocess(clip, work / f"track_{clip.stem}", cfg))
+        d = identity_distance(ds.tracking()["shape"], ref)
+        rows.append({"clip": name, "kind": kind, "distance": round(d, 4),
+                     "track_s": round(time.perf_counter() - t0, 1)})
+        print(rows[-1], flush=True)
+    same = [r["distance"] for r in rows if r["kind"] == "same"]
+    other = [r["distance"] for r in rows if r["kind"] == "other"]
+    return {"rows": rows, "same_max": max(same), "other_min": min(other)}
+
+
+def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames: int | None = None) -> dict:
+    import torch
+
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.preprocess.pipeline import c2w_from_pose
+    from thg_nerf.render import dub as D
+    from thg_nerf.render.config import DubConfig
+    from thg_nerf.render.output import open_output
+    from thg_nerf.render.talking_head import composite
+    from thg_nerf.render.volume import render_image
+    from thg_nerf.train.checkpoint import load_run, read_run_info
+    from thg_nerf.train.metrics import LipLandmarker
+    from thg_nerf.utils.video import iter_frames
+
+    run = load_run(run_dir, device="cpu")
+    src_path = Path(read_run_info(run_dir)["data_meta"]["source"]["path"])
+    cfg = DubConfig(region=region)
+    original = D.load_original(run, src_path, cfg=cfg)
+    assert original.reused, "the training clip should reuse the run's dataset"
+    ds = original.dataset
+    val = sorted(r.img_id for r in ds.val)
+    start, end = val[0], val[-1] + 1
+    end = min(end, start + max_frames) if max_frames else end
+    wave = load_audio(ds.path("audio"), SR, start=start / ds.fps, end=end / ds.fps)
+    plan = D.plan_dub(run, original, wave, SR, cfg, start=start, end=end)
+    out = work / f"val_{region}.mp4"
+    weights: list[np.ndarray] = []
+    t_dub = []
+    n_render_px = []
+    frames = D.dub_frames(run, original, plan, cfg)
+    with open_output(out, plan.size, plan.fps) as writer:
+        while True:
+            t0 = time.perf_counter()
+            f = next(frames, None)
+            if f is None:
+                break
+            t_dub.append(time.perf_counter() - t0)
+            w, h = plan.size
+            full_w = np.zeros((h, w), np.float32)
+            if f.box is not None and f.weight is not None:
+                x0, y0, x1, y1 = f.box
+                full_w[y0:y1, x0:x1] = f.weight
+            weights.append(full_w)
+            n_render_px.append(f.render_pixels)
+            writer.write(f.image)
+    # region render alone vs full render, same frames, same (tracking) size
+    trk = ds.tracking()
+    cond = torch.from_numpy(plan.cond)
+    topo = D._topology(ds)
+    bg = torch.from_numpy(np.asarray(run.background)).float() / 255.0
+    t_region, t_full, full_psnr, dub_psnr_sub, full_imgs = [], [], [], [], {}
+    sub = list(range(0, plan.n_frames, full_every))
+    for i in sub:
+        j = int(plan.schedule[i])
+        c2w = c2w_from_pose(trk["rotation"][j].astype(np.float64), trk["translation"][j].astype(np.float64))
+        geo = D._region(original, trk["landmarks"][j], plan.region, topo, cfg)
+        t0 = time.perf_counter()
+        D._render_pixels(run, original.intrinsics, c2w, cond, i, float(trk["eye"][j]), geo.pixels)
+        t_region.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            r = render_image(run.model, c2w.astype(np.float32), original.intrinsics, cond, i, float(trk["eye"][j]),
+                             run.cfg.render, run.device)
+        img = composite(r["fg"], r["alpha"], bg)
+        t_full.append(time.perf_counter() - t0)
+        full_imgs[i] = img
+    # decode the written dub and the originals; PSNRs at the source size
+    from PIL import Image
+
+    det = LipLandmarker()
+    src_frames = iter_frames(src_path, fps=ds.fps)
+    dubbed = iter_frames(out)
+    p_full, p_out, real_mouth, dub_mouth = [], [], [], []
+    for k, orig in enumerate(src_frames):
+        if k < start:
+            continue
+        if k >= end:
+            break
+        i = k - start
+        d = next(dubbed)
+        outside = weights[i] <= 0
+        p_full.append(masked_psnr(d, orig))
+        p_out.append(masked_psnr(d, orig, outside))
+        if i in full_imgs:
+            up = np.asarray(Image.fromarray(full_imgs[i]).resize(plan.size, Image.Resampling.BILINEAR))
+            full_psnr.append(masked_psnr(up, orig))
+            dub_psnr_sub.append(p_full[-1])
+        real_mouth.append(mouth_series([orig], det)[0])
+        dub_mouth.append(mouth_series([d], det)[0])
+    src_frames.close()
+    dubbed.close()
+    det.close()
+    real_mouth, dub_mouth = np.asarray(real_mouth), np.asarray(dub_mouth)
+    region_frac = float(np.mean(n_render_px)) / (ds.size[0] * ds.size[1])
+    return {
+        "region": region, "frames": plan.n_frames, "segment": [start, end], "size": list(plan.size),
+        "tracking_size": list(ds.size),
+        "psnr_full_frame_dub": round(float(np.mean(p_full)), 2),
+        "psnr_outside_region_dub": round(float(np.mean(p_out)), 2),
+        "psnr_outside_region_dub_min": round(float(np.min(p_out)), 2),
+        "psnr_full_frame_dub_on_full_render_frames": round(float(np.mean(dub_psnr_sub)), 2),
+        "psnr_full_frame_full_render": round(float(np.mean(full_psnr)), 2),
+        "full_render_frames": len(sub),
+        "rendered_fraction_of_tracking_frame": round(region_frac, 4),
+        "blended_fraction_of_source_frame": round(float(np.mean([(w > 0).mean() for w in weights])), 4),
+        "s_per_frame_region_render": round(float(np.median(t_region)), 3),
+        "s_per_frame_dub_step": round(float(np.median(t_dub)), 3),
+        "s_per_frame_full_render": round(float(np.median(t_full)), 3),
+        "speedup_region_render": round(float(np.median(t_full) / np.median(t_region)), 2),
+        "speedup_dub_step": round(float(np.median(t_full) / np.median(t_dub)), 2),
+        "mouth_std_real": round(float(np.nanstd(real_mouth)), 4),
+        "mouth_std_dub": round(float(np.nanstd(dub_mouth)), 4),
+        "mouth_amplitude_ratio": round(float(np.nanstd(dub_mouth) / np.nanstd(real_mouth)), 3),
+        "mouth_corr_dub_vs_real": nan_corr(dub_mouth, real_mouth),
+    }
+
+
+def part_radio(run_dir: Path, media: Path, work: Path, region: str) -> dict:
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.cli.main import main
+    from thg_nerf.dataset import load_dataset
+    from thg_nerf.train.checkpoint import load_run, read_run_info
+    from thg_nerf.train.metrics import LipLandmarker
+    from thg_nerf.utils.video import iter_frames, probe_video
+
+    info = read_run_info(run_dir)
+    ds = load_dataset(info["data_dir"])
+    val = sorted(r.img_id for r in ds.val)
+    start, end = val[0] / ds.fps, (val[-1] + 1) / ds.fps
+    clip = cut(Path(info["data_meta"]["source"]["path"]), work / "macron_val.mp4", start, end)
+    drive = media / "drive_radio_16k.wav"
+    out = work / f"radio_{region}.mp4"
+    out.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    rc = main(["-q", "dub", str(run_dir), "--video", str(clip), "--audio", str(drive), "-o", str(out),
+               "--region", region, "--cache", str(work / "cache"), "--device", "cpu"])
+    seconds = time.perf_counter() - t0
+    assert rc == 0, rc
+    got, src = probe_video(out), probe_video(clip)
+    audio_s = load_audio(drive, SR).size / SR
+    det = LipLandmarker()
+    dub_mouth = mouth_series(iter_frames(out), det)
+    real_mouth = mouth_series(iter_frames(clip), det)
+    det.close()
+    run = load_run(run_dir, device="cpu")
+    predicted = None
+    if run.motion_model is not None:
+        wave = load_audio(drive, SR)
+        mm = run.motion_model
+        predicted = mm.mouth(mm.predict(mm.features(wave, SR, got.fps, len(dub_mouth))))
+    return {
+        "region": region, "seconds_total": round(seconds, 1), "frames": got.n_frames,
+        "duration_out": round(got.duration, 3), "duration_audio": round(audio_s, 3),
+        "duration_error_frames": round(abs(got.duration - audio_s) * got.fps, 2),
+        "size_out": [got.width, got.height], "size_source": [src.width, src.height],
+        "mouth_std_real": round(float(np.nanstd(real_mouth)), 4),
+        "mouth_std_dub": round(float(np.nanstd(dub_mouth)), 4),
+        "mouth_amplitude_ratio": round(float(np.nanstd(dub_mouth) / np.nanstd(real_mouth)), 3),
+        "mouth_corr_dub_vs_predicted": None if predicted is None else nan_corr(dub_mouth, predicted),
+        "faces_missed": int(np.isnan(dub_mouth).sum()),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True, type=Path)
+    p.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
+    p.add_argument("--work", type=Path, default=Path("/tmp/thg_bench_dub"))
+    p.add_argument("--parts", default="identity,val,radio")
+    p.add_argument("--region", default="mouth")
+    p.add_argument("--full-every", type=int, default=4, help="full-render every n-th val frame (it is slow)")
+    p.add_argument("--val-frames", type=int, help="only the first n val frames (a quick check)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    from thg_nerf.log import setup_logging
+
+    setup_logging(quiet=True)
+    args.work.mkdir(parents=True, exist_ok=True)
+    res: dict = {}
+    parts = args.parts.split(",")
+    if "identity" in parts:
+        res["identity"] = part_identity(args.run, args.media, args.work)
+    if "val" in parts:
+        res["val"] = part_val(args.run, args.work, args.full_every, args.region, args.val_frames)
+        print(json.dumps(res["val"], indent=1), flush=True)
+    if "radio" in parts:
+        res["radio"] = part_radio(args.run, args.media, args.work, args.region)
+        print(json.dumps(res["radio"], indent=1), flush=True)
+    text = json.dumps(res, indent=1)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

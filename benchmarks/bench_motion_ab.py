@@ -1,0 +1,90 @@
+"""A/B of the audio -> motion model's inputs and augmentation, at the motion level (no rendering).
+
+    .venv/bin/python benchmarks/bench_motion_ab.py --data data/macron_tiny \\
+        --cross ../shared/media/katiehill_8s_512px_25fps.mp4 \\
+        --cross ../shared/media/speaker2_20s_1080x1920_25fps.mp4 --out motion_ab.json
+
+For each variant (features, augmentation, lifter; ``--variants``), trains the audio -> motion model on the dataset's
+training split exactly as ``thg-nerf train`` does, then reports
+- ``val_mouth_corr`` / ``val_amp``: predicted (readout of the predicted motion) vs tracked 2D mouth opening of
+  the dataset's validation frames, and the amplitude ratio after calibration;
+- ``cross:<clip>``: the same correlation on other speakers' clips (their audio through this person's model vs
+  their own tracked mouth opening), each clip preprocessed once into ``--cache`` (default ``data/cross``);
+- training seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+#: name -> motion config overrides (on top of the tiny preset's defaults)
+VARIANTS = {
+    "mel+aug": {"features": "mel"},
+    "mel": {"features": "mel", "augment": {"copies": 0}},
+    "phones+aug": {"features": "phones"},
+    "mel+phones+aug": {"features": "mel+phones"},
+    "mel+aug+lifter": {"features": "mel", "lifter": 12},
+    "mel+aug16+lifter": {"features": "mel", "lifter": 12, "augment": {"copies": 16}},
+}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, type=Path)
+    ap.add_argument("--cross", action="append", default=[], type=Path)
+    ap.add_argument("--cache", type=Path, default=REPO / "data" / "cross")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
+    ap.add_argument("--seeds", type=int, default=1, help="repeat each variant with seeds 0..N-1")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    from thg_nerf.config import load_config
+    from thg_nerf.dataset import load_dataset
+    from thg_nerf.log import setup_logging
+    from thg_nerf.motion.model import train_audio_motion
+    from thg_nerf.train.evaluate import cross_dataset, cross_mouth
+
+    torch.set_num_threads(2)
+    setup_logging(quiet=True)
+    ds = load_dataset(args.data)
+    cfg0 = load_config("tiny")
+    crosses = {v.stem.split("_")[0]: cross_dataset(v, args.cache, cfg0.preprocess) for v in args.cross}
+    rows = []
+    for name in args.variants.split(","):
+        for seed in range(args.seeds):
+            cfg = load_config("tiny", {"motion": {**VARIANTS[name], "seed": seed}}).motion
+            t0 = time.perf_counter()
+            mm = train_audio_motion(ds, cfg)
+            m = mm.meta["metrics"]
+            row = {"variant": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
+                   "iterations": m["iterations"], "val_mouth_corr": m.get("val_mouth_corr"),
+                   "val_amp_raw": m.get("val_mouth_amplitude_raw"), "val_amp": m.get("val_mouth_amplitude"),
+                   "gain": round(mm.gain, 3)}
+            for clip, cds in crosses.items():
+                res, *_ = cross_mouth(mm, cds)
+                row[f"cross:{clip}"] = res["corr"]
+                row[f"cross:{clip}:best_lag"] = [res["best_lag_frames"], res["best_lag_corr"]]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    summary = {}
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        sel = [r for r in rows if r["variant"] == name]
+        keys = [k for k in sel[0] if k not in ("variant", "seed") and not k.endswith("best_lag")]
+        summary[name] = {k: round(float(np.mean([r[k] for r in sel if r[k] is not None])), 4) for k in keys}
+    print(json.dumps(summary, indent=1))
+    if args.out:
+        args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

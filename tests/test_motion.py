@@ -1,0 +1,164 @@
+"""Motion targets, speaker augmentation and the audio -> motion model (synthetic ground truth, CPU)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from thg_nerf.dataset import load_dataset
+from thg_nerf.errors import ThgError
+from thg_nerf.motion.augment import Perturbation, perturb, wsola
+from thg_nerf.motion.config import AugmentConfig, MotionConfig
+from thg_nerf.motion.model import AudioMotionModel, corr, train_audio_motion
+from thg_nerf.motion.net import AudioMotionNet
+from thg_nerf.preprocess.motion import MOTION_FILE, canonical_offsets, dataset_motion
+from thg_nerf.testing.synthetic import make_synthetic_dataset, rotation_xyz
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def syn(tmp_path_factory):
+    root = tmp_path_factory.mktemp("motion_syn")
+    info = make_synthetic_dataset(root / "data", n_frames=150, size=48, seed=3)
+    return root / "data", info
+
+
+def test_canonical_offsets_remove_head_pose():
+    """A landmark displaced by a known head-space offset is recovered whatever the head pose."""
+    rng = np.random.default_rng(0)
+    shape = rng.uniform(-0.5, 0.5, (10, 3))
+    shape[:, 2] += 0.3
+    n = 6
+    rot = rotation_xyz(rng.uniform(-0.4, 0.4, n), rng.uniform(-0.2, 0.2, n), rng.uniform(-0.1, 0.1, n))
+    trans = np.c_[rng.uniform(-0.3, 0.3, (n, 2)), rng.uniform(6, 8, n)]
+    moved = shape.copy()
+    moved[3, :2] += [0.05, -0.08]  # lip point moves in the face plane
+    cam = np.einsum("nij,kj->nki", rot, moved) + trans[:, None]
+    focal, cx, cy = 900.0, 256.0, 240.0
+    uv = np.stack([cam[..., 0] / cam[..., 2] * focal + cx, cam[..., 1] / cam[..., 2] * focal + cy], -1)
+    off = canonical_offsets(uv, rot, trans, shape, focal, cx, cy, np.arange(10))
+    assert off.shape == (n, 10, 2)
+    # depth comes from the undisplaced model point: under +-23 degrees of yaw that costs < 10 % of the offset
+    np.testing.assert_allclose(off[:, 3], np.tile([0.05, -0.08], (n, 1)), atol=8e-3)
+    np.testing.assert_allclose(np.delete(off, 3, axis=1), 0.0, atol=1e-9)
+
+
+def test_dataset_motion_follows_the_mouth_and_migrates(syn, tmp_path, monkeypatch):
+    data, info = syn
+    ds = load_dataset(data)
+    assert not (data / MOTION_FILE).exists()  # datasets written without motion targets are migrated
+    m = dataset_motion(ds)
+    assert (data / MOTION_FILE).is_file()
+    assert m.motion.shape == (150, 16) and m.mouth.shape == (150,)
+    assert abs(corr(m.motion[:, 0], info.mouth_open)) > 0.95
+    assert corr(m.mouth, info.mouth_open) > 0.98
+    train = [r.img_id for r in ds.train]
+    np.testing.assert_allclose(m.motion[train].mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(m.motion[train].std(0, ddof=1)[:8], m.scale[:8], rtol=1e-3)
+    again = dataset_motion(load_dataset(data))
+    np.testing.assert_array_equal(again.motion, m.motion)
+    # an unwritable dataset still works (computed in memory), and one without the identity shape is a clear error
+    ro = tmp_path / "ro"
+    shutil.copytree(data, ro, ignore=shutil.ignore_patterns("cache", MOTION_FILE))
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr("thg_nerf.utils.fs.atomic_file", refuse)
+    np.testing.assert_allclose(dataset_motion(load_dataset(ro)).motion, m.motion, atol=1e-6)
+    assert not (ro / MOTION_FILE).exists()
+    trk = dict(np.load(ro / "tracking.npz"))
+    del trk["shape"]
+    np.savez(ro / "tracking.npz", **trk)
+    with pytest.raises(ThgError, match="identity 'shape'"):
+        dataset_motion(load_dataset(ro), write=False)
+
+
+def _pitch(x: np.ndarray) -> float:
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    return float(np.argmax(spec) * SR / len(x))
+
+
+def test_augmentations_change_what_they_say():
+    t = np.arange(2 * SR) / SR
+    tone = (0.3 * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32)
+    fast = wsola(tone, 1.25, SR)
+    assert abs(len(fast) - len(tone) / 1.25) <= 2
+    assert abs(_pitch(fast) - 200.0) < 3.0  # tempo keeps the pitch
+    rng = np.random.default_rng(0)
+    warped, scale = perturb(tone, SR, Perturbation(warp=1.15), rng)
+    assert abs(scale - 1.0) < 0.01 and abs(_pitch(warped) - 230.0) < 4.0  # warp scales frequencies, keeps time
+    slow, scale = perturb(tone, SR, Perturbation(tempo=0.8), rng)
+    assert abs(scale - 1.25) < 0.01 and abs(_pitch(slow) - 200.0) < 3.0
+    loud, _ = perturb(tone, SR, Perturbation(gain_db=6.0), rng)
+    assert abs(np.abs(loud).max() / np.abs(tone).max() - 10 ** 0.3) < 0.01
+    noisy, _ = perturb(tone, SR, Perturbation(snr_db=10.0), rng)
+    snr = 10 * np.log10(np.mean(tone**2) / np.mean((noisy - tone) ** 2))
+    assert abs(snr - 10.0) < 0.5
+    wet, _ = perturb(tone, SR, Perturbation(rt60_s=0.4), rng)
+    assert not np.allclose(wet, tone) and len(wet) == len(tone)
+    draws = [Perturbation.draw(AugmentConfig(), np.random.default_rng(s)) for s in range(50)]
+    assert all(0.82 <= d.warp <= 1.2 and 0.85 <= d.tempo <= 1.15 for d in draws)
+    assert 10 < sum(d.snr_db is not None for d in draws) < 40
+
+
+def test_network_is_causal_beyond_its_audio_window():
+    torch.manual_seed(0)
+    net = AudioMotionNet(16, 32, 5, hidden=16, context_frames=8).eval()
+    x = torch.randn(1, 30, 16, 32)
+    y = net(x)
+    x2 = x.clone()
+    x2[:, 20:] += 1.0
+    y2 = net(x2)
+    torch.testing.assert_close(y[:, :20], y2[:, :20])
+    assert not torch.allclose(y[:, 20:], y2[:, 20:])
+    x3 = x.clone()
+    x3[:, : 20 - net.receptive_frames] += 1.0
+    torch.testing.assert_close(net(x3)[:, 20:], y[:, 20:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_audio_to_motion_learns_the_mouth_and_round_trips(syn, tmp_path):
+    data, info = syn
+    ds = load_dataset(data)
+    cfg = MotionConfig(hidden=32, iters=400, seq_len=32, augment=AugmentConfig(copies=2))
+    model = train_audio_motion(ds, cfg, tmp_path)
+    metrics = model.meta["metrics"]
+    assert metrics["val_mouth_corr"] > 0.85, metrics
+    assert 1.0 <= model.gain <= cfg.max_gain
+    wave = info.wave
+    feats = model.features(wave, SR, ds.fps, ds.n_frames)
+    pred = model.mouth(model.predict(feats))
+    assert corr(pred, info.mouth_open) > 0.85
+    loaded = AudioMotionModel.load(tmp_path)
+    np.testing.assert_allclose(loaded.predict(feats), model.predict(feats), atol=1e-5)
+    assert loaded.spec == "mel" and loaded.meta["lookahead_s"] <= 0.2
+    silent = model.mouth(model.predict(model.features(np.zeros(SR, np.float32), SR, ds.fps, 25)))
+    assert silent.mean() < np.percentile(pred, 30)  # silence: a closed mouth
+    with pytest.raises(ThgError, match="motion model needs"):
+        model.predict(feats[:, :, :8])
+    with pytest.raises(ThgError, match="no audio -> motion model"):
+        AudioMotionModel.load(tmp_path / "nowhere")
+    (tmp_path / "motion_model.safetensors").write_bytes(b"junk")
+    with pytest.raises(ThgError, match="corrupt motion model"):
+        AudioMotionModel.load(tmp_path)
+
+
+def test_short_clip_is_a_clear_error(tmp_path):
+    make_synthetic_dataset(tmp_path / "d", n_frames=6, size=32, seed=0)
+    with pytest.raises(ThgError, match="consecutive frames"):
+        train_audio_motion(load_dataset(tmp_path / "d"), MotionConfig(iters=2))
+
+
+def test_motion_config_from_presets_and_overrides():
+    from thg_nerf.config import load_config
+
+    cfg = load_config("tiny", ["motion.augment.copies=0", "motion.features=mel+phones"])
+    assert cfg.motion.augment.copies == 0 and cfg.motion.features == "mel+phones"
+    assert cfg.model.condition == "motion"
+    with pytest.raises(ThgError, match="unknown key"):
+        load_config("tiny", ["motion.nope=1"])
