@@ -89,27 +89,32 @@ def part_identity(run_dir: Path, media: Path, work: Path) -> dict:
     from thg_nerf.dataset import load_dataset
     from thg_nerf.preprocess.config import PreprocessConfig
     from thg_nerf.preprocess.pipeline import preprocess
-    from thg_nerf.render.dub import identity_distance
+    from thg_nerf.render.dub import _topology, identity_distance, identity_landmarks
     from thg_nerf.train.checkpoint import read_run_info
 
     info = read_run_info(run_dir)
-    ref = load_dataset(info["data_dir"]).tracking()["shape"]
+    ref_ds = load_dataset(info["data_dir"])
+    ref = ref_ds.tracking()["shape"]
+    index = identity_landmarks(_topology(ref_ds), ref)
     macron = media / "macron_50s_512px_30fps.mp4"
     clips = {
         "same: macron 0-25 s": ("same", cut(macron, work / "macron_a.mp4", 0.0, 25.0)),
         "same: macron 25-50 s": ("same", cut(macron, work / "macron_b.mp4", 25.0, 50.4)),
         "same: macron 10-30 s reframed 400 px, 360p": (
             "same", cut(macron, work / "macron_reframed.mp4", 10.0, 30.0, "crop=400:400:70:30,scale=360:360")),
-        "other: katiehill": ("other", media / "katiehill_8s_512px_25fps.mp4"),
-        "other: speaker2": ("other", media / "speaker2_20s_1080x1920_25fps.mp4"),
     }
+    for t in (0, 12, 24, 36):
+        clips[f"same: macron {t}-{t + 5} s"] = ("same", cut(macron, work / f"macron_5s_{t}.mp4", t, t + 5.0))
+    clips["same: macron 45.8-50.4 s (val)"] = ("same", cut(macron, work / "macron_val.mp4", 1375 / 30, 50.4))
+    clips["other: katiehill"] = ("other", media / "katiehill_8s_512px_25fps.mp4")
+    clips["other: speaker2"] = ("other", media / "speaker2_20s_1080x1920_25fps.mp4")
     cfg = PreprocessConfig(size=int(info["intrinsics"]["w"]))
     rows = []
     for name, (kind, clip) in clips.items():
         t0 = time.perf_counter()
-        ds = load_dataset(preprocess(clip, work / f"track_{clip.stem}", cfg))
-        d = identity_distance(ds.tracking()["shape"], ref)
-        rows.append({"clip": name, "kind": kind, "distance": round(d, 4),
+        shape = load_dataset(preprocess(clip, work / f"track_{clip.stem}", cfg)).tracking()["shape"]
+        rows.append({"clip": name, "kind": kind, "distance": round(identity_distance(shape, ref, index), 4),
+                     "distance_3d_all_landmarks": round(_distance_3d(shape, ref), 4),
                      "track_s": round(time.perf_counter() - t0, 1)})
         print(rows[-1], flush=True)
     same = [r["distance"] for r in rows if r["kind"] == "same"]
@@ -117,11 +122,21 @@ def part_identity(run_dir: Path, media: Path, work: Path) -> dict:
     return {"rows": rows, "same_max": max(same), "other_min": min(other)}
 
 
+def _distance_3d(shape: np.ndarray, ref: np.ndarray) -> float:
+    """The 3D variant (all landmarks, x, y, z) for comparison: RMS after 3D similarity alignment, relative."""
+    a, b = shape - shape.mean(0), ref - ref.mean(0)
+    u, s, vt = np.linalg.svd(b.T @ a)
+    d = np.array([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
+    res = b - (s * d).sum() / (a**2).sum() * a @ ((u * d) @ vt).T
+    return float(np.sqrt((res**2).sum(1).mean() / (b**2).sum(1).mean()))
+
+
 def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames: int | None = None) -> dict:
     import torch
 
     from thg_nerf.audio.io import load_audio
     from thg_nerf.preprocess.pipeline import c2w_from_pose
+    from thg_nerf.provenance import watermarker_for_run
     from thg_nerf.render import dub as D
     from thg_nerf.render.config import DubConfig
     from thg_nerf.render.output import open_output
@@ -129,7 +144,7 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
     from thg_nerf.render.volume import render_image
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.metrics import LipLandmarker
-    from thg_nerf.utils.video import iter_frames
+    from thg_nerf.utils.video import VideoWriter, iter_frames
 
     run = load_run(run_dir, device="cpu")
     src_path = Path(read_run_info(run_dir)["data_meta"]["source"]["path"])
@@ -143,17 +158,15 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
     wave = load_audio(ds.path("audio"), SR, start=start / ds.fps, end=end / ds.fps)
     plan = D.plan_dub(run, original, wave, SR, cfg, start=start, end=end)
     out = work / f"val_{region}.mp4"
+    unmarked = work / f"val_{region}_unmarked.mp4"
     weights: list[np.ndarray] = []
-    t_dub = []
     n_render_px = []
-    frames = D.dub_frames(run, original, plan, cfg)
-    with open_output(out, plan.size, plan.fps) as writer:
-        while True:
-            t0 = time.perf_counter()
-            f = next(frames, None)
-            if f is None:
-                break
-            t_dub.append(time.perf_counter() - t0)
+    marker = watermarker_for_run(run_dir / "run.json", "dub")
+    # as dub_to_file writes (CRF, provenance mark), plus the same encode without the mark, to separate the two
+    t0 = time.perf_counter()
+    with open_output(out, plan.size, plan.fps, crf=D.DUB_CRF, marker=marker) as writer, \
+            VideoWriter(unmarked, plan.size, plan.fps, crf=D.DUB_CRF) as plain:
+        for f in D.dub_frames(run, original, plan, cfg):
             w, h = plan.size
             full_w = np.zeros((h, w), np.float32)
             if f.box is not None and f.weight is not None:
@@ -162,34 +175,16 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
             weights.append(full_w)
             n_render_px.append(f.render_pixels)
             writer.write(f.image)
-    # region render alone vs full render, same frames, same (tracking) size
-    trk = ds.tracking()
-    cond = torch.from_numpy(plan.cond)
-    topo = D._topology(ds)
-    bg = torch.from_numpy(np.asarray(run.background)).float() / 255.0
-    t_region, t_full, full_psnr, dub_psnr_sub, full_imgs = [], [], [], [], {}
-    sub = list(range(0, plan.n_frames, full_every))
-    for i in sub:
-        j = int(plan.schedule[i])
-        c2w = c2w_from_pose(trk["rotation"][j].astype(np.float64), trk["translation"][j].astype(np.float64))
-        geo = D._region(original, trk["landmarks"][j], plan.region, topo, cfg)
-        t0 = time.perf_counter()
-        D._render_pixels(run, original.intrinsics, c2w, cond, i, float(trk["eye"][j]), geo.pixels)
-        t_region.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            r = render_image(run.model, c2w.astype(np.float32), original.intrinsics, cond, i, float(trk["eye"][j]),
-                             run.cfg.render, run.device)
-        img = composite(r["fg"], r["alpha"], bg)
-        t_full.append(time.perf_counter() - t0)
-        full_imgs[i] = img
+            plain.write(f.image)
+    dub_seconds = time.perf_counter() - t0
     # decode the written dub and the originals; PSNRs at the source size
-    from PIL import Image
-
     det = LipLandmarker()
+    sub = set(range(0, plan.n_frames, full_every))
+    kept: dict[int, np.ndarray] = {}
     src_frames = iter_frames(src_path, fps=ds.fps)
     dubbed = iter_frames(out)
-    p_full, p_out, real_mouth, dub_mouth = [], [], [], []
+    dubbed_plain = iter_frames(unmarked)
+    p_full, p_out, p_out_plain, real_mouth, dub_mouth = [], [], [], [], []
     for k, orig in enumerate(src_frames):
         if k < start:
             continue
@@ -200,33 +195,71 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
         outside = weights[i] <= 0
         p_full.append(masked_psnr(d, orig))
         p_out.append(masked_psnr(d, orig, outside))
-        if i in full_imgs:
-            up = np.asarray(Image.fromarray(full_imgs[i]).resize(plan.size, Image.Resampling.BILINEAR))
-            full_psnr.append(masked_psnr(up, orig))
-            dub_psnr_sub.append(p_full[-1])
+        p_out_plain.append(masked_psnr(next(dubbed_plain), orig, outside))
+        if i in sub:
+            kept[i] = orig
         real_mouth.append(mouth_series([orig], det)[0])
         dub_mouth.append(mouth_series([d], det)[0])
     src_frames.close()
     dubbed.close()
+    dubbed_plain.close()
     det.close()
     real_mouth, dub_mouth = np.asarray(real_mouth), np.asarray(dub_mouth)
+    # speed and the full render, frame by frame interleaved (the machine is shared: alternating keeps the
+    # load the same for both): the dub step (region, render, resample, match, blend) without and with the
+    # matching ring, and the full render at the same (tracking) size, composited over the plate
+    from PIL import Image
+
+    trk = ds.tracking()
+    cond = torch.from_numpy(plan.cond)
+    topo = D._topology(ds)
+    bg = torch.from_numpy(np.array(run.background)).float() / 255.0
+    t_plain, t_ring, t_render_plain, t_render_ring, t_full, full_psnr, dub_psnr_sub = [], [], [], [], [], [], []
+    match = D._Match()
+    for i in sorted(sub):
+        j = int(plan.schedule[i])
+        c2w = c2w_from_pose(trk["rotation"][j].astype(np.float64), trk["translation"][j].astype(np.float64))
+        eye = float(trk["eye"][j])
+        for with_ring, t_step, t_render in ((False, t_plain, t_render_plain), (True, t_ring, t_render_ring)):
+            t0 = time.perf_counter()
+            geo = D._region(original, trk["landmarks"][j], plan.region, topo, cfg, with_ring=with_ring)
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                rendered = D._render_pixels(run, original.intrinsics, c2w, cond, i, eye, geo.pixels)
+            t_render.append(time.perf_counter() - t1)
+            D._blend(kept[i], rendered, geo, original, match, cfg)
+            t_step.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            r = render_image(run.model, c2w.astype(np.float32), original.intrinsics, cond, i, eye, run.cfg.render,
+                             run.device)
+        img = composite(r["fg"], r["alpha"], bg)
+        t_full.append(time.perf_counter() - t0)
+        up = np.asarray(Image.fromarray(img).resize(plan.size, Image.Resampling.BILINEAR))
+        full_psnr.append(masked_psnr(up, kept[i]))
+        dub_psnr_sub.append(p_full[i])
+    every = cfg.match_every
+    t_step = (np.asarray(t_plain) * (every - 1) + np.asarray(t_ring)) / every  # the product's cadence
     region_frac = float(np.mean(n_render_px)) / (ds.size[0] * ds.size[1])
     return {
         "region": region, "frames": plan.n_frames, "segment": [start, end], "size": list(plan.size),
-        "tracking_size": list(ds.size),
+        "tracking_size": list(ds.size), "crf": D.DUB_CRF,
         "psnr_full_frame_dub": round(float(np.mean(p_full)), 2),
         "psnr_outside_region_dub": round(float(np.mean(p_out)), 2),
         "psnr_outside_region_dub_min": round(float(np.min(p_out)), 2),
+        "psnr_outside_region_dub_without_mark": round(float(np.mean(p_out_plain)), 2),
         "psnr_full_frame_dub_on_full_render_frames": round(float(np.mean(dub_psnr_sub)), 2),
         "psnr_full_frame_full_render": round(float(np.mean(full_psnr)), 2),
         "full_render_frames": len(sub),
         "rendered_fraction_of_tracking_frame": round(region_frac, 4),
         "blended_fraction_of_source_frame": round(float(np.mean([(w > 0).mean() for w in weights])), 4),
-        "s_per_frame_region_render": round(float(np.median(t_region)), 3),
-        "s_per_frame_dub_step": round(float(np.median(t_dub)), 3),
+        "s_per_frame_region_render": round(float(np.median(t_render_plain)), 3),
+        "s_per_frame_region_render_with_ring": round(float(np.median(t_render_ring)), 3),
+        "s_per_frame_dub_step": round(float(np.median(t_step)), 3),
         "s_per_frame_full_render": round(float(np.median(t_full)), 3),
-        "speedup_region_render": round(float(np.median(t_full) / np.median(t_region)), 2),
-        "speedup_dub_step": round(float(np.median(t_full) / np.median(t_dub)), 2),
+        "speedup_dub_step": round(float(np.median(np.asarray(t_full) / t_step)), 2),
+        "speedup_region_render_with_ring": round(float(np.median(np.asarray(t_full) / np.asarray(t_render_ring))), 2),
+        "s_per_frame_whole_dub_incl_decode_encode": round(dub_seconds / plan.n_frames, 3),
         "mouth_std_real": round(float(np.nanstd(real_mouth)), 4),
         "mouth_std_dub": round(float(np.nanstd(dub_mouth)), 4),
         "mouth_amplitude_ratio": round(float(np.nanstd(dub_mouth) / np.nanstd(real_mouth)), 3),

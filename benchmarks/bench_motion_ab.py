@@ -26,10 +26,10 @@ sys.path.insert(0, str(REPO))
 
 #: name -> motion config overrides (on top of the tiny preset's defaults)
 VARIANTS = {
-    "mel+aug": {"features": "mel"},
-    "mel": {"features": "mel", "augment": {"copies": 0}},
+    "mel+aug": {"features": "mel", "lifter": 0},
+    "mel": {"features": "mel", "lifter": 0, "augment": {"copies": 0}},
     "phones+aug": {"features": "phones"},
-    "mel+phones+aug": {"features": "mel+phones"},
+    "mel+phones+aug": {"features": "mel+phones", "lifter": 0},
     "mel+aug+lifter": {"features": "mel", "lifter": 12},
     "mel+aug16+lifter": {"features": "mel", "lifter": 12, "augment": {"copies": 16}},
 }

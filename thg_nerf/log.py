@@ -22,13 +22,26 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logging.getLogger(f"{LOGGER_NAME}.{name}")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes each record to the ``sys.stderr`` of the moment, so later redirections (and test captures) of
+    stderr are followed instead of writing to a stream that may since have been closed."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ assigns it
+        pass
+
+
 def setup_logging(quiet: bool = False, verbose: bool = False) -> None:
     """Configure the package logger once for a CLI run: INFO by default, WARNING with ``quiet``."""
     _state["quiet"] = quiet
     logger = get_logger()
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[thg-nerf] %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False

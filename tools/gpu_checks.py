@@ -81,9 +81,8 @@ REAL = Plan(limit={"env": 60, "build": 360, "selftest": 90, "tests": 180, "sanit
                    "train": 0, "eval": 150, "render": 240},
             reserve={"env": 5, "build": 60, "selftest": 10, "tests": 30, "sanitizer": 30, "kernels": 30,
                      "train": 90, "eval": 40, "render": 60})
-DRY = Plan(limit={"env": 30, "build": 30, "selftest": 60, "tests": 60, "sanitizer": 60, "kernels": 60,
-                  "train": 0, "eval": 90, "render": 120},
-           reserve={k: 5 for k in REAL.reserve})
+# the dry run's limits only catch hangs: CI machines may be loaded (about a minute unloaded on 2 cores)
+DRY = Plan(limit={k: 600 for k in REAL.limit}, reserve={k: 5 for k in REAL.reserve})
 STEPS = list(REAL.limit)
 
 
@@ -464,8 +463,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "temporary folder, kept)")
     ap.add_argument("--max-minutes", type=float, default=2.0, help="training time cap (default 2; the budget "
                     "may cut it shorter)")
-    ap.add_argument("--budget-minutes", type=float, default=8.0, help="wall-clock budget of the whole run "
-                    "(default 8): each step's limit leaves the later steps their minimum time")
+    ap.add_argument("--budget-minutes", type=float, help="wall-clock budget of the whole run (default 8; 30 "
+                    "with --dry-run): each step's limit leaves the later steps their minimum time")
     ap.add_argument("--wheels", type=Path, help="install these carried wheels first (e.g. imageio-ffmpeg)")
     ap.add_argument("--skip", action="append", default=[], choices=STEPS, help="skip a step (repeatable)")
     ap.add_argument("--dry-run", action="store_true", help="no CUDA: every step in its tiny CPU form (CI)")
@@ -474,6 +473,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error("--data DIR is required (a preprocessed dataset directory; see tools/pack_gpu_check.sh)")
     if args.data is not None and not (args.data / "meta.json").is_file():
         ap.error(f"--data {args.data}: not a dataset directory (no meta.json)")
+    if args.budget_minutes is None:
+        args.budget_minutes = 30.0 if args.dry_run else 8.0
     if args.max_minutes <= 0 or args.budget_minutes <= 0:
         ap.error("--max-minutes and --budget-minutes must be positive")
     return args

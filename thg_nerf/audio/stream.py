@@ -105,6 +105,11 @@ class StreamingFeatures:
         """Duration of the audio pushed so far."""
         return self.samples_in / SAMPLE_RATE
 
+    def samples_needed(self, frame: int) -> int:
+        """Samples that must have been pushed before frame ``frame`` is ready (mid-stream)."""
+        mel = int(math.floor(frame / self.fps / _HOP_S + 1e-9)) + (MEL_STEPS - 1 - MEL_STEPS // 2) + 1
+        return mel * MEL_HOP + MEL_WIN // 2
+
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Add 16 kHz mono samples (float in [-1, 1] or int16); returns the windows [k, T, C] now ready."""
         if self._closed:

@@ -10,12 +10,12 @@ def run(args: argparse.Namespace) -> int:
     from thg_nerf.render.dub import dub_to_file
 
     dub_to_file(args.run, args.video, args.audio, args.output, cfg=DubConfig(region=args.region, loop=args.loop),
-                data=args.data, cache_dir=args.cache, device=args.device)
+                data=args.data, cache_dir=args.cache, device=args.device, crf=args.crf)
     return 0
 
 
 def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
-    from thg_nerf.render.dub import LOOPS, REGIONS
+    from thg_nerf.render.dub import DUB_CRF, LOOPS, REGIONS
 
     p = sub.add_parser("dub", parents=[common], help="re-voice a video of the person with new audio",
                        description="Re-render only the mouth, jaw and chin of VIDEO (the run's person) so they speak "
@@ -33,5 +33,7 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--data", metavar="DATA", help="a dataset preprocessed from ORIGINAL (skips tracking it)")
     p.add_argument("--cache", metavar="DIR",
                    help="where ORIGINAL's tracking is kept (default: $XDG_CACHE_HOME/thg-nerf/dub)")
+    p.add_argument("--crf", type=int, default=DUB_CRF,
+                   help=f"H.264 quality of an mp4 output, 0-51, lower is better (default {DUB_CRF})")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.set_defaults(func=run)

@@ -43,7 +43,7 @@ class MotionConfig:
     """Past video frames the temporal layers see (causal: no future frames beyond the audio window)."""
     dropout: float = 0.15
     """Dropout between temporal layers."""
-    lifter: int = 0
+    lifter: int = 12
     """Keep this many cepstral coefficients of the log-mel bands (smooths away the pitch harmonics, keeps the
     formant envelope; 0 = off). Only for features that start with mel."""
     seq_len: int = 40

@@ -286,8 +286,7 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
         net.load_state_dict(best_state)
     net = net.cpu().eval()
 
-    x1 = np.c_[targets.motion[train_ids], np.ones(len(train_ids))]
-    readout = np.linalg.lstsq(x1, targets.mouth[train_ids], rcond=None)[0]
+    readout = _mouth_readout(targets.motion[train_ids], targets.mouth[train_ids])
     model = AudioMotionModel(net=net, spec=str(spec), fps=ds.fps, feat_mean=feat_mean, feat_std=feat_std,
                              motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
                              readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]})
@@ -310,6 +309,20 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     if run_dir is not None:
         model.save(run_dir)
     return model
+
+
+def _mouth_readout(motion: np.ndarray, mouth: np.ndarray, ridge: float = 0.01) -> np.ndarray:
+    """[M + 1] linear map from motion codes [N, M] (plus 1) to the mouth opening [N].
+
+    Ridge-regularised by ``ridge`` x the mean component variance, so components with next to no variance
+    in the clip (noise) get no weight: predicted codes are never exact there, and a least-squares weight
+    of 1 / (their tiny scale) would turn that error into a large mouth error.
+    """
+    mu, y0 = motion.mean(0), float(mouth.mean())
+    x = (motion - mu).astype(np.float64)
+    g = x.T @ x
+    w = np.linalg.solve(g + ridge * np.trace(g) / len(g) * np.eye(len(g)), x.T @ (mouth - y0))
+    return np.r_[w, y0 - mu @ w]
 
 
 def _lifter(spec: str, keep: int) -> tuple[int, int]:

@@ -22,6 +22,7 @@ found when its payload passes the CRC and that probability is at most ``FOUND_P`
 from __future__ import annotations
 
 import math
+import re
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -45,12 +46,14 @@ SEGMENT_S = 1.5
 FOUND_P = 1e-6
 #: Band-pass and normalisation widths (pixels at the working size, where a carrier cell is 4 pixels).
 HIGHPASS_SIGMA = 2.0
-SMOOTH_SIGMA = 0.7
-ENERGY_SIGMA = 6.0
+SMOOTH_SIGMA = 1.0
+ENERGY_SIGMA = 3.0
 #: Width (frequency bins) of the smoothing that estimates the fold's noise spectrum.
-NOISE_SMOOTH = 5
+NOISE_SMOOTH = 9
+#: A frequency's noise estimate is at least its own power / PEAK_GUARD (see :meth:`Fold.of`).
+PEAK_GUARD = 4.0
 #: Regularisation of the zero-forcing equaliser (fraction of its mean gain).
-EQ_REG = 0.3
+EQ_REG = 1.0
 
 
 @dataclass
@@ -163,7 +166,10 @@ class Fold:
         from scipy.ndimage import uniform_filter
 
         spec = np.fft.fft2(f)
-        noise = uniform_filter(np.abs(spec) ** 2, NOISE_SMOOTH, mode="wrap") + 1e-20
+        power = np.abs(spec) ** 2
+        # a smoothed periodogram, never far below the power actually there: periodic picture content
+        # (tiled walls, blinds, block grids) gives isolated spectral peaks that must not dominate the match
+        noise = np.maximum(uniform_filter(power, NOISE_SMOOTH, mode="wrap"), power / PEAK_GUARD) + 1e-20
         return cls(spec, noise, bandpass_response(period))
 
 
@@ -340,6 +346,7 @@ def read_tag(path: str | Path) -> str | None:
                           capture_output=True, check=False)
     for line in proc.stdout.decode("utf-8", "replace").splitlines():
         key, _, value = line.partition("=")
+        value = re.sub(r"\\(.)", r"\1", value)  # ffmetadata escapes = ; # \ and newlines with a backslash
         if key.strip().lower() == "comment" and value.startswith("thg-nerf provenance"):
             return value.strip()
     return None

@@ -21,12 +21,13 @@ from thg_nerf.provenance.payload import Payload, encode_payload
 class MaskSettings:
     """Perceptual mask of the mark (amplitudes in grey levels of 0..255)."""
 
-    gain: float = 0.8
-    """Amplitude per grey level of local activity (mean |luma - 3x3 mean| over 3x3 cells)."""
+    gain: float = 3.0
+    """Amplitude per grey level of local activity (mean |luma - 3x3 mean| over 3x3 cells) above ``floor``."""
     floor: float = 1.0
     """Activity below which an area counts as flat and gets no mark."""
-    max_amplitude: float = 5.0
-    """Largest amplitude (on strong texture)."""
+    max_amplitude: float = 3.0
+    """Largest amplitude: a low cap spreads the mark over all textured areas (robust: the picture's own
+    interference is weakest on moderate texture) instead of piling it onto the strongest edges."""
     min_psnr: float = 42.2
     """PSNR floor per frame (dB): the rounded change of every frame is scaled down to meet it."""
 

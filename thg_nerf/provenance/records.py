@@ -73,7 +73,7 @@ def consent_from_flag(value: str | None, resume: bool = False) -> dict | None:
         if value is not None:
             log.info("--consent ignored when resuming: the run keeps the record made when it was created")
         return None
-    return consent_record(value)
+    return consent_record(value, warn=False)  # the trainer warns once the inputs are known to be usable
 
 
 def run_fingerprint(info: dict) -> int:

@@ -54,6 +54,9 @@ REGIONS = ("mouth", "lower-face")
 LOOPS = ("pingpong", "trim")
 #: Ring pixels needed before colour / sharpness statistics are trusted (otherwise the previous ones are kept).
 MIN_RING_PIXELS = 24
+#: H.264 quality of dubbed videos: the footage is encoded a second time and carries the provenance mark (about
+#: 42.5 dB on its own), so the untouched part stays at about 40 dB against the input (docs/BENCHMARKS.md, Dub).
+DUB_CRF = 12
 
 
 def default_cache_dir() -> Path:
@@ -219,7 +222,7 @@ def _check_identity(ds: Dataset, train_ds: Dataset | None, run_info: dict, thres
     if a is None or b is None or a.shape != b.shape:
         log.warning("cannot compare the face in %s with the run's person (no comparable identity shape)", video)
         return None
-    d = identity_distance(a, b)
+    d = identity_distance(a, b, identity_landmarks(_topology(train_ds), b))
     if d > threshold:
         raise ThgError(f"the face in {video} does not look like the person of run {run_info.get('data_dir')} "
                        f"(identity-shape difference {d:.3f} > {threshold:.3f}); dub videos of the same person")
@@ -227,15 +230,29 @@ def _check_identity(ds: Dataset, train_ds: Dataset | None, run_info: dict, thres
     return d
 
 
-def identity_distance(shape: np.ndarray, reference: np.ndarray) -> float:
-    """RMS difference of identity shapes [L, 3] after the best similarity transform of ``shape`` onto
-    ``reference``, relative to the RMS radius of ``reference`` (dimensionless; 0 = the same shape)."""
-    a = np.asarray(shape, np.float64)
-    b = np.asarray(reference, np.float64)
+def identity_landmarks(topo: Topology, shape: np.ndarray) -> np.ndarray:
+    """Landmarks [K] that describe who someone is rather than what their face does: all but the eyes, brows,
+    irises, lips and the jaw line below the nose (``shape`` [L, 3]: identity, head space)."""
+    from thg_nerf.preprocess.motion import lower_face_indices
+
+    moving = topo.nonrigid() | set(lower_face_indices(topo, shape).tolist())
+    return np.array([i for i in range(len(shape)) if i not in moving], dtype=np.int64)
+
+
+def identity_distance(shape: np.ndarray, reference: np.ndarray, index: np.ndarray | None = None) -> float:
+    """Difference of two identity shapes [L, 3] (head space): the RMS residual of their frontal (x, y)
+    geometry over landmarks ``index`` (default all) after the best 2D similarity transform of ``shape`` onto
+    ``reference``, relative to the RMS radius of ``reference`` (dimensionless; 0 = the same shape).
+
+    Depth is left out: from one camera it is the least determined part of a tracked shape (a 5-second clip of
+    the same person differs from a 50-second one three times more in 3D than in x, y; docs/BENCHMARKS.md).
+    """
+    sel = slice(None) if index is None else np.asarray(index)
+    a = np.asarray(shape, np.float64)[sel, :2]
+    b = np.asarray(reference, np.float64)[sel, :2]
     a, b = a - a.mean(0), b - b.mean(0)
     u, s, vt = np.linalg.svd(b.T @ a)
-    d = np.ones(3)
-    d[2] = np.sign(np.linalg.det(u @ vt))
+    d = np.array([1.0, np.sign(np.linalg.det(u @ vt))])
     rot = (u * d) @ vt
     scale = float((s * d).sum() / max((a**2).sum(), 1e-12))
     res = b - scale * a @ rot.T
@@ -624,14 +641,15 @@ def _blend(frame: np.ndarray, rendered: tuple[np.ndarray, np.ndarray], geo: _Reg
 
 def dub_to_file(run_dir: str | Path, video: str | Path, audio: str | Path, out: str | Path, *,
                 cfg: DubConfig | None = None, data: str | Path | None = None, cache_dir: str | Path | None = None,
-                device: str | None = None, crf: int = 18) -> Path:
+                device: str | None = None, crf: int = DUB_CRF) -> Path:
     """Dub ``video`` with ``audio`` into ``out`` (``.mp4``, ``.webm`` or a PNG folder), written atomically.
 
-    The output has the video's resolution and (tracked) frame rate and the new audio. See :func:`load_original`
-    for ``data`` / ``cache_dir``. Returns ``out``.
+    The output has the video's resolution and (tracked) frame rate and the new audio; its frames carry the
+    run's provenance mark (``tool: dub``). See :func:`load_original` for ``data`` / ``cache_dir``. Returns ``out``.
     """
     from thg_nerf.audio.io import load_audio
-    from thg_nerf.train.checkpoint import load_run
+    from thg_nerf.provenance import watermarker_for_run
+    from thg_nerf.train.checkpoint import RUN_FILE, load_run
     from thg_nerf.utils.fs import check_writable_parent
     from thg_nerf.utils.video import probe_video
 
@@ -639,6 +657,8 @@ def dub_to_file(run_dir: str | Path, video: str | Path, audio: str | Path, out: 
     out = Path(out)
     _check_choice("--region", cfg.region, REGIONS)
     _check_choice("--loop", cfg.loop, LOOPS)
+    if not 0 <= int(crf) <= 51:
+        raise ThgError(f"--crf must be between 0 and 51, got {crf}")
     kind = output_kind(out, alpha=False)
     for name, path in (("video", video), ("audio", audio)):
         if out.resolve() == Path(path).resolve():
@@ -659,7 +679,8 @@ def dub_to_file(run_dir: str | Path, video: str | Path, audio: str | Path, out: 
     with tempfile.TemporaryDirectory(prefix="thg_dub_") as td:
         audio_seg = Path(td) / "audio.wav"
         convert_audio(audio, audio_seg, None, plan.duration)
-        with open_output(out, plan.size, plan.fps, audio_path=audio_seg, crf=crf) as writer:
+        marker = watermarker_for_run(Path(run.run_dir) / RUN_FILE, "dub")
+        with open_output(out, plan.size, plan.fps, audio_path=audio_seg, crf=crf, marker=marker) as writer:
             for frame in progress(dub_frames(run, original, plan, cfg), total=plan.n_frames, desc="dubbing",
                                   unit="frame"):
                 writer.write(frame.image)

@@ -147,7 +147,8 @@ class FrameRenderer:
         self._base = static_pose(run.train_c2w)
         self._track = track_poses(run.train_c2w, max(1, 2 * (len(run.train_c2w) - 1)), self.fps, self.fps) \
             if pose == "track" else None
-        self._bg = torch.from_numpy(make_background(bg, run.background, self.size)).to(run.device).float() / 255.0
+        bg_img = np.require(make_background(bg, run.background, self.size), np.uint8, ["C", "W"])
+        self._bg = torch.from_numpy(bg_img).to(run.device).float() / 255.0
         self.fast = None
         if fast and pose == "static":
             from thg_nerf.render.fastpath import StaticFrameRenderer

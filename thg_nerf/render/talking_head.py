@@ -74,6 +74,7 @@ class TalkingHead:
 
     def __init__(self, run: LoadedRun) -> None:
         self.run = run
+        self._renderers: dict[tuple, object] = {}
 
     @classmethod
     def load(cls, run_dir: str | Path, device: str | None = None) -> TalkingHead:
@@ -223,7 +224,10 @@ class TalkingHead:
         """
         from thg_nerf.render.stream import FrameRenderer, FrameStream
 
-        renderer = FrameRenderer(self.run, size, poses, bg, fast=fast)
+        key = (size if size is None or isinstance(size, int) else tuple(size), poses, bg, fast)
+        renderer = self._renderers.get(key)
+        if renderer is None:  # building the fast path costs a few full renders: kept for the next stream
+            renderer = self._renderers[key] = FrameRenderer(self.run, size, poses, bg, fast=fast)
         stream = FrameStream(self.run, blink, seed)
         for chunk in chunks:
             for inp in stream.push(chunk):

@@ -15,6 +15,7 @@ import hmac
 import ipaddress
 import itertools
 import json
+import os
 import secrets
 import time
 from collections import deque
@@ -123,6 +124,9 @@ class Session:
     samples: int = 0
     closed: bool = False
     ended: bool = False
+    audio: list = field(default_factory=list)
+    """Audio chunks ``(seq, sent, pcm)`` received and not yet fed to the stream."""
+    drain: asyncio.Task | None = None
 
     def __post_init__(self) -> None:
         self.out = asyncio.Queue(maxsize=self.cfg.queue_frames)
@@ -163,8 +167,12 @@ class LiveServer:
         self.sessions: dict[int, Session] = {}
         self._ids = itertools.count(1)
         self._work: asyncio.Event | None = None
-        self._render_pool = ThreadPoolExecutor(1, thread_name_prefix="thg-render")
-        self._audio_pool = ThreadPoolExecutor(1, thread_name_prefix="thg-audio")
+        import torch
+
+        # every core for rendering; one for the per-chunk audio work (the motion model on a few frames), where
+        # thread hand-offs on a busy machine cost more than they save (docs/SERVE.md)
+        self._render_pool = ThreadPoolExecutor(1, "thg-render", torch.set_num_threads, (os.cpu_count() or 1,))
+        self._audio_pool = ThreadPoolExecutor(1, "thg-audio", torch.set_num_threads, (1,))
         self._rr = 0
         self.started = time.monotonic()
         self.totals = {"rendered": 0, "dropped": 0, "clients": 0, "closed_for_errors": 0}
@@ -235,7 +243,9 @@ class LiveServer:
 
     def snapshot(self) -> dict:
         """Server-wide counters (also ``GET /stats``)."""
-        return {**self.totals, "connected": len(self.sessions), "uptime_s": round(time.monotonic() - self.started, 1),
+        live_dropped = sum(s.dropped for s in self.sessions.values())
+        return {**self.totals, "dropped": self.totals["dropped"] + live_dropped, "connected": len(self.sessions),
+                "uptime_s": round(time.monotonic() - self.started, 1),
                 "rss_mb": round(resident_mb(), 1), "fps": self.renderer.fps,
                 "size": list(self.renderer.size), "fast_path": self.renderer.fast is not None}
 
@@ -294,10 +304,12 @@ class LiveServer:
         finally:
             session.closed = True
             self.sessions.pop(session.id, None)
-            sender.cancel()
-            ticker.cancel()
+            for task in (sender, ticker, session.drain):
+                if task is not None:
+                    task.cancel()
             if not ws.closed:
                 await ws.close()
+            self.totals["dropped"] += session.dropped
             log.info("client %d gone: %d frames rendered, %d dropped", session.id, session.rendered,
                      session.dropped)
         return ws
@@ -309,20 +321,36 @@ class LiveServer:
         if not session.audio_bucket.take(len(pcm)):
             raise ProtocolError(f"audio arrives faster than {self.cfg.rate_factor:g}x real time")
         session.samples += len(pcm)
-        inputs = await loop.run_in_executor(self._audio_pool, session.stream.push, pcm)
-        self._queue(session, inputs, seq, sent)
+        session.audio.append((seq, sent, pcm))
+        if session.drain is None or session.drain.done():
+            session.drain = asyncio.create_task(self._drain(session, loop))
+
+    async def _drain(self, session: Session, loop) -> None:
+        """Feed every chunk received so far to the session's stream in one call (a busy CPU cannot fall behind
+        chunk by chunk); each frame is tagged with the chunk that made it ready."""
+        while session.audio and not session.closed:
+            chunks, session.audio = session.audio, []
+            feats = session.stream.features
+            start = feats.samples_in
+            ends = start + np.cumsum([len(c[2]) for c in chunks])
+            inputs = await loop.run_in_executor(self._audio_pool, session.stream.push,
+                                                np.concatenate([c[2] for c in chunks]))
+            jobs = []
+            for inp in inputs:
+                k = min(int(np.searchsorted(ends, feats.samples_needed(inp.index))), len(chunks) - 1)
+                jobs.append(_Job(inp, chunks[k][0], chunks[k][1]))
+            if jobs:
+                session.add_jobs(jobs)
+                self._work.set()
 
     async def _end(self, session: Session, loop) -> None:
         session.ended = True
+        if session.drain is not None:
+            await session.drain
         inputs = await loop.run_in_executor(self._audio_pool, session.stream.flush)
         session.pending.extend(_Job(inp, -1, float("nan")) for inp in inputs)  # the tail: all of it, in order
         session.pending.append(None)  # marker: send "done" once the frames before it are out
         self._work.set()
-
-    def _queue(self, session: Session, inputs: list, seq: int, sent: float) -> None:
-        if inputs:
-            session.add_jobs([_Job(inp, seq, sent) for inp in inputs])
-            self._work.set()
 
     async def _close(self, session: Session, why: str) -> None:
         from aiohttp import WSCloseCode

@@ -100,4 +100,4 @@ def decode_jpeg(data: bytes) -> np.ndarray:
 
     from PIL import Image
 
-    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return np.array(Image.open(io.BytesIO(data)).convert("RGB"))

@@ -377,7 +377,13 @@ def cross_dataset(video: Path, cache: Path, pcfg: PreprocessConfig) -> Dataset:
     from thg_nerf.preprocess.pipeline import preprocess
 
     data = cache / video.stem
-    preprocess(video, data, dataclasses.replace(pcfg, audio_features="mel"))
+    pcfg = dataclasses.replace(pcfg, audio_features="mel")
+    try:
+        preprocess(video, data, pcfg)
+    except ThgError:
+        if not data.is_dir():
+            raise
+        preprocess(video, data, pcfg, force=True)  # a stale cache (other settings or version): rebuild it
     return load_dataset(data)
 
 

@@ -429,8 +429,10 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
     else:
         _check_new_run_dir(run_dir)
         info = _run_info(ds, cfg)
-        from thg_nerf.provenance.records import CONSENT_KEY, consent_record
+        from thg_nerf.provenance.records import CONSENT_KEY, NO_CONSENT_WARNING, consent_record
         info[CONSENT_KEY] = consent if consent is not None else consent_record(None, warn=False)
+        if not info[CONSENT_KEY]["given"]:
+            log.warning(NO_CONSENT_WARNING)
         tensors, state = {}, {}
     data = load_train_data(ds, cfg.model.condition)
     torch.manual_seed(cfg.seed)
