@@ -5,16 +5,22 @@
 
 Parts (``--parts``, default all):
 
-- ``identity``: the identity-shape difference (``thg_nerf.render.dub.identity_distance``) between the run's
-  tracked person and (a) other tracks of the same person: the clip's halves tracked separately and a
-  reframed, downscaled copy, (b) other people: katiehill and speaker2. The refusal threshold must sit between.
+- ``identity``: the face-shape difference (``thg_nerf.render.dub.identity_distance`` of ``face_signature``)
+  between the run's person and (a) other tracks of the same person: the clip's halves, a reframed and
+  downscaled copy, 5-second pieces and the validation segment, each tracked on its own, (b) other people:
+  katiehill and speaker2. The refusal threshold (``DubConfig.identity_threshold``) must sit between. The
+  tracked 3D identity shapes are compared too (``tracked_3d_shape_distance``), to show why they are not used.
 - ``val``: dub the run's own validation segment of the training clip with its own audio (the run's
-  dataset is reused), written through ``open_output`` (H.264) and decoded back. PSNR against the original
-  frames over the full frame, and outside the blended region (weight 0); the full render of the same frames
-  (``LoadedRun.render_frame`` over the background plate at the tracking size, resampled to the source size
-  like the dub) on every ``--full-every``-th frame. Seconds per frame: the region render alone, the whole dub
-  step (decode, render, resample, match, blend) and the full render at the same (tracking) size. Mouth opening
-  of the dubbed frames (mediapipe landmarks) against the real frames'.
+  dataset is reused), written as ``dub_to_file`` writes (``open_output``, CRF ``DUB_CRF``, the run's
+  provenance mark) and decoded back. PSNR against the original frames over the full frame, and outside the
+  blended region (weight 0), also for the same encode without the mark. The full render of every
+  ``--full-every``-th frame (``render_image`` over the background plate at the tracking size, resampled to
+  the source size like the dub). Seconds per frame, measured frame by frame interleaved (the machine is
+  shared, so the load is the same for both): the dub step (region, render, resample, match, blend; with the
+  matching ring on one frame in ``match_every``) against the full render at the same (tracking) size. Mouth
+  opening (mediapipe landmarks) of the dubbed frames against the real frames'.
+- ``cast``: the same segment with a colour cast and more contrast (ffmpeg ``CAST``), tracked as a recording of
+  its own and dubbed with its own audio, every 4th frame blended with and without matching.
 - ``radio``: the same segment cut into its own video (so it is tracked like any other recording) dubbed with
   ``drive_radio_16k.wav`` (8 s: longer, so the video ping-pongs) through the CLI: duration against the
   audio's, output size against the source's, mouth-opening amplitude of the dubbed frames against the real
@@ -46,6 +52,57 @@ def masked_psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) ->
         d = d[mask]
     mse = float(np.mean(d**2)) if d.size else 0.0
     return 10.0 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def seam_figures(image: np.ndarray, original: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    """How visible the pasted region is, from uint8 crops [h, w, 3] and the blend weight [h, w]:
+    (colour step: mean over channels of |mean colour of the output - of the footage| in grey levels, over the
+    inner feather (weight 0.5-0.99), where the render meets the footage; sharpness ratio: high-pass (luma minus
+    a 1.2 px Gaussian blur) standard deviation of the output over the footage's, where the weight is 1)."""
+    from scipy.ndimage import gaussian_filter
+
+    band, core = (weight >= 0.5) & (weight < 0.99), weight >= 0.99
+    a, b = image.astype(np.float64), original.astype(np.float64)
+    step = float(np.abs(a[band].mean(0) - b[band].mean(0)).mean())
+    lum = np.array([0.299, 0.587, 0.114])
+    hp_a, hp_b = a @ lum - gaussian_filter(a @ lum, 1.2), b @ lum - gaussian_filter(b @ lum, 1.2)
+    return step, float(hp_a[core].std() / max(hp_b[core].std(), 1e-9))
+
+
+def match_figures(run, original, plan, kept: dict, cfg) -> dict:
+    """Colour and sharpness matching on / off: each frame of ``kept`` (plan index -> source frame) rendered
+    once (with the ring) and blended both ways; PSNR over the blended region and :func:`seam_figures`."""
+    import dataclasses
+
+    import torch
+
+    from thg_nerf.preprocess.pipeline import c2w_from_pose
+    from thg_nerf.render import dub as D
+
+    trk = original.dataset.tracking()
+    topo = D._topology(original.dataset)
+    cond = torch.from_numpy(plan.cond)
+    off = dataclasses.replace(cfg, match=False)
+    match = D._Match()
+    figs: dict[bool, list] = {True: [], False: []}
+    for i, frame in sorted(kept.items()):
+        j = int(plan.schedule[i])
+        c2w = c2w_from_pose(trk["rotation"][j].astype(np.float64), trk["translation"][j].astype(np.float64))
+        geo = D._region(original, trk["landmarks"][j], plan.region, topo, cfg, with_ring=True)
+        with torch.inference_mode():
+            rendered = D._render_pixels(run, original.intrinsics, c2w, cond, i, float(trk["eye"][j]), geo.pixels)
+        x0, y0, x1, y1 = geo.box
+        for matched, state, c in ((True, match, cfg), (False, D._Match(), off)):
+            img, weight = D._blend(frame, rendered, geo, original, state, c)
+            a, b = img[y0:y1, x0:x1], frame[y0:y1, x0:x1]
+            figs[matched].append((masked_psnr(a, b, weight > 0), *seam_figures(a, b, weight)))
+    out = {}
+    for matched, name in ((True, "matched"), (False, "unmatched")):
+        f = np.asarray(figs[matched])
+        out.update({f"psnr_blended_region_{name}": round(float(f[:, 0].mean()), 2),
+                    f"seam_colour_step_{name}": round(float(f[:, 1].mean()), 2),
+                    f"sharpness_ratio_{name}": round(float(f[:, 2].mean()), 3)})
+    return out
 
 
 def cut(src: Path, dst: Path, start: float | None = None, end: float | None = None, vf: str | None = None) -> Path:
@@ -89,13 +146,15 @@ def part_identity(run_dir: Path, media: Path, work: Path) -> dict:
     from thg_nerf.dataset import load_dataset
     from thg_nerf.preprocess.config import PreprocessConfig
     from thg_nerf.preprocess.pipeline import preprocess
-    from thg_nerf.render.dub import _topology, identity_distance, identity_landmarks
+    from thg_nerf.render.dub import _topology, face_signature, identity_distance, identity_landmarks
     from thg_nerf.train.checkpoint import read_run_info
 
     info = read_run_info(run_dir)
     ref_ds = load_dataset(info["data_dir"])
-    ref = ref_ds.tracking()["shape"]
+    ref_trk = ref_ds.tracking()
+    ref = ref_trk["shape"]
     index = identity_landmarks(_topology(ref_ds), ref)
+    ref_sig = face_signature(ref_trk["landmarks"], ref_trk["valid"], index)
     macron = media / "macron_50s_512px_30fps.mp4"
     clips = {
         "same: macron 0-25 s": ("same", cut(macron, work / "macron_a.mp4", 0.0, 25.0)),
@@ -112,9 +171,10 @@ def part_identity(run_dir: Path, media: Path, work: Path) -> dict:
     rows = []
     for name, (kind, clip) in clips.items():
         t0 = time.perf_counter()
-        shape = load_dataset(preprocess(clip, work / f"track_{clip.stem}", cfg)).tracking()["shape"]
-        rows.append({"clip": name, "kind": kind, "distance": round(identity_distance(shape, ref, index), 4),
-                     "distance_3d_all_landmarks": round(_distance_3d(shape, ref), 4),
+        trk = load_dataset(preprocess(clip, work / f"track_{clip.stem}", cfg)).tracking()
+        sig = face_signature(trk["landmarks"], trk["valid"], index)
+        rows.append({"clip": name, "kind": kind, "distance": round(identity_distance(sig, ref_sig), 4),
+                     "tracked_3d_shape_distance": round(_distance_3d(trk["shape"], ref), 4),
                      "track_s": round(time.perf_counter() - t0, 1)})
         print(rows[-1], flush=True)
     same = [r["distance"] for r in rows if r["kind"] == "same"]
@@ -123,7 +183,8 @@ def part_identity(run_dir: Path, media: Path, work: Path) -> dict:
 
 
 def _distance_3d(shape: np.ndarray, ref: np.ndarray) -> float:
-    """The 3D variant (all landmarks, x, y, z) for comparison: RMS after 3D similarity alignment, relative."""
+    """The tracked 3D identity shapes compared instead (all landmarks): RMS after 3D similarity alignment,
+    relative to the reference's RMS radius."""
     a, b = shape - shape.mean(0), ref - ref.mean(0)
     u, s, vt = np.linalg.svd(b.T @ a)
     d = np.array([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
@@ -251,6 +312,7 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
         "psnr_full_frame_dub_on_full_render_frames": round(float(np.mean(dub_psnr_sub)), 2),
         "psnr_full_frame_full_render": round(float(np.mean(full_psnr)), 2),
         "full_render_frames": len(sub),
+        **match_figures(run, original, plan, kept, cfg),
         "rendered_fraction_of_tracking_frame": round(region_frac, 4),
         "blended_fraction_of_source_frame": round(float(np.mean([(w > 0).mean() for w in weights])), 4),
         "s_per_frame_region_render": round(float(np.median(t_render_plain)), 3),
@@ -265,6 +327,28 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
         "mouth_amplitude_ratio": round(float(np.nanstd(dub_mouth) / np.nanstd(real_mouth)), 3),
         "mouth_corr_dub_vs_real": nan_corr(dub_mouth, real_mouth),
     }
+
+
+CAST = "colorbalance=rs=0.12:gs=0.02:bs=-0.10,eq=brightness=0.04:contrast=1.1"
+
+
+def part_cast(run_dir: Path, media: Path, work: Path, region: str, every: int = 4) -> dict:
+    """The validation segment with a colour cast and more contrast (another camera or light, as far as colour
+    goes), tracked like any recording and dubbed with its own audio: matching on / off."""
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.render import dub as D
+    from thg_nerf.render.config import DubConfig
+    from thg_nerf.train.checkpoint import load_run
+    from thg_nerf.utils.video import iter_frames
+
+    clip = cut(media / "macron_50s_512px_30fps.mp4", work / "macron_val_cast.mp4", 1375 / 30, 50.4, CAST)
+    run = load_run(run_dir, device="cpu")
+    cfg = DubConfig(region=region)
+    original = D.load_original(run, clip, cache_dir=work / "cache", cfg=cfg)
+    plan = D.plan_dub(run, original, load_audio(clip, SR), SR, cfg)
+    kept = {i: f for i, f in enumerate(iter_frames(clip, fps=original.fps)) if i % every == 0 and i < plan.n_frames}
+    return {"filter": CAST, "frames": len(kept), "identity_distance": original.identity_distance,
+            **match_figures(run, original, plan, kept, cfg)}
 
 
 def part_radio(run_dir: Path, media: Path, work: Path, region: str) -> dict:
@@ -318,7 +402,7 @@ def main() -> None:
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
     p.add_argument("--work", type=Path, default=Path("/tmp/thg_bench_dub"))
-    p.add_argument("--parts", default="identity,val,radio")
+    p.add_argument("--parts", default="identity,val,cast,radio")
     p.add_argument("--region", default="mouth")
     p.add_argument("--full-every", type=int, default=4, help="full-render every n-th val frame (it is slow)")
     p.add_argument("--val-frames", type=int, help="only the first n val frames (a quick check)")
@@ -335,6 +419,9 @@ def main() -> None:
     if "val" in parts:
         res["val"] = part_val(args.run, args.work, args.full_every, args.region, args.val_frames)
         print(json.dumps(res["val"], indent=1), flush=True)
+    if "cast" in parts:
+        res["cast"] = part_cast(args.run, args.media, args.work, args.region)
+        print(json.dumps(res["cast"], indent=1), flush=True)
     if "radio" in parts:
         res["radio"] = part_radio(args.run, args.media, args.work, args.region)
         print(json.dumps(res["radio"], indent=1), flush=True)

@@ -191,14 +191,17 @@ def main() -> None:
             cut(path, out, start, X264)
             det = verify_video(out)
             null.append({"host": host, "start": start, "found": det.found, "sync_z": det.sync_z,
-                         "p": det.false_positive_probability})
+                         "sync_p": det.extra["sync_p"]})
         for host in null_names:  # whole files too
             det = verify_video(unmarked[host][0])
             null.append({"host": host, "start": None, "found": det.found, "sync_z": det.sync_z,
-                         "p": det.false_positive_probability})
+                         "sync_p": det.extra["sync_p"]})
         results["null"] = {"videos": len(null), "found": sum(r["found"] for r in null),
                            "sync_z_max": max(r["sync_z"] for r in null),
-                           "sync_z_median": float(np.median([r["sync_z"] for r in null]))}
+                           "sync_z_median": float(np.median([r["sync_z"] for r in null])),
+                           "sync_p_min": min(r["sync_p"] for r in null),
+                           "sync_z_max_per_host": {h: max(r["sync_z"] for r in null if r["host"] == h)
+                                                   for h in null_names}}
     print(json.dumps({k: v for k, v in results.items() if k != "transforms"}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

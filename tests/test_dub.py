@@ -52,7 +52,8 @@ def original(tmp_path_factory) -> OriginalClip:
     from PIL import Image
 
     root = tmp_path_factory.mktemp("dub_original")
-    info = S.make_synthetic_dataset(root / "data", n_frames=N_ORIG, size=64, fps=FPS, seed=5, scene=S.Scene())
+    info = S.make_synthetic_dataset(root / "data", n_frames=N_ORIG, size=64, fps=FPS, seed=5, motion_deg=6.0,
+                                    scene=S.Scene())
     x0, y0, side = CROP
     video = root / "original.mp4"
     with VideoWriter(video, CANVAS, FPS, crf=4) as writer:
@@ -130,18 +131,24 @@ def test_schedule_trims_and_pingpongs_turning_at_still_frames():
     assert D.frame_schedule(3, 1, np.ones(1), "pingpong", 6).tolist() == [0, 0, 0]
 
 
-def test_identity_distance_ignores_similarity_and_sees_shape():
+def test_face_signature_ignores_framing_and_sees_proportions():
     from thg_nerf.preprocess.topology import get_topology
 
-    shape = S.landmarks_3d(0.0, 0.0, S.Scene())
+    scene = S.Scene()
+    shape = S.landmarks_3d(0.0, 0.0, scene)
     index = D.identity_landmarks(get_topology("mediapipe"), shape)
     assert 100 < len(index) < 478 and not set(index.tolist()) & set(S.LIPS_OUTER + S.LEFT_EYE)
-    rolled = 1.7 * shape @ S.rotation_xyz(0.0, 0.0, 0.3).T + np.array([0.5, -1.0, 2.0])
-    assert D.identity_distance(rolled, shape, index) < 1e-9
-    deeper = shape * np.array([1.0, 1.0, 1.5])  # depth, the least certain part of a tracked shape, is ignored
-    assert D.identity_distance(deeper, shape, index) < 1e-9
+    rot, trans = S.head_motion(12, FPS, 8.0, 0, scene)
+    intr = scene.intrinsics(64)
+    frames = np.stack([S.project(shape, r, t, intr) for r, t in zip(rot, trans)])
+    ref = D.face_signature(frames, None, index)
+    # the same face filmed elsewhere in the frame, larger, rolled
+    c, s_ = np.cos(0.3), np.sin(0.3)
+    moved = 2.5 * frames @ np.array([[c, -s_], [s_, c]]).T + np.array([40.0, -7.0])
+    assert D.identity_distance(D.face_signature(moved, np.ones(12, bool), index), ref) < 1e-6
     other = S.landmarks_3d(0.0, 0.0, S.Scene(radii=(0.9, 1.0, 0.6), eye_centre=(0.4, 0.2), mouth_centre=(0.0, -0.4)))
-    assert D.identity_distance(other, shape, index) > 1.5 * DubConfig().identity_threshold
+    other_frames = np.stack([S.project(other, r, t, intr) for r, t in zip(rot, trans)])
+    assert D.identity_distance(D.face_signature(other_frames, None, index), ref) > 1.5 * DubConfig().identity_threshold
 
 
 def test_regions_cover_lips_and_chin():
@@ -178,7 +185,8 @@ def test_render_image_pixel_subset_equals_full_frame(run):
 def test_plan_lengths_trim_and_pingpong(run, original):
     orig = D.load_original(run, original.video, data=original.data)
     assert orig.size == CANVAS and orig.offset == CROP[:2] and orig.scale == (2.0, 2.0) and not orig.reused
-    assert orig.identity_distance is not None and orig.identity_distance < 1e-6  # the same (synthetic) person
+    # the same (synthetic) person; a 0.64 s clip sees other head poses than the training clip, hence not 0
+    assert orig.identity_distance is not None and orig.identity_distance < DubConfig().identity_threshold
     short = D.plan_dub(run, orig, speech_like(0.4, SR, seed=2), SR)
     assert short.schedule.tolist() == list(range(10)) and short.cond.shape[0] == 10
     long = speech_like(1.0, SR, seed=2)

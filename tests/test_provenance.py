@@ -178,7 +178,7 @@ def test_render_outputs_are_marked(trained_synthetic_run, tmp_path, capsys):
     assert info["consent"]["given"] is False  # trained without --consent: recorded, and flagged in the mark
     expect = Payload.create(run_fingerprint(info), False, "render")
     for out in (tmp_path / "out.mp4", tmp_path / "frames"):
-        assert main(["render", str(run_dir), "--audio", str(wav), "-o", str(out), "--size", "128", "-q"]) == 0
+        assert main(["render", str(run_dir), "--audio", str(wav), "-o", str(out), "-q"]) == 0
         det = verify_video(out)
         assert det.found and det.payload == expect and det.tag_matches, det.to_dict()
     capsys.readouterr()

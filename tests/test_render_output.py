@@ -138,7 +138,9 @@ def test_png_sequence(tmp_path, tone_wav):
             w.write(frame_at(i, alpha=True))
     names = sorted(p.name for p in out.iterdir())
     assert names == ["audio.wav", "frame_000000.png", "frame_000001.png", "frame_000002.png"]
-    np.testing.assert_array_equal(np.asarray(Image.open(out / "frame_000001.png")), frame_at(1, alpha=True))
+    written, ref = np.asarray(Image.open(out / "frame_000001.png")).astype(int), frame_at(1, alpha=True)
+    np.testing.assert_array_equal(written[..., 3], ref[..., 3])  # colour carries the provenance mark, alpha not
+    assert np.abs(written[..., :3] - ref[..., :3]).max() <= 6
     # a previous render is replaced, a folder with other files is refused
     with O.open_output(out, SIZE, FPS) as w:
         w.write(frame_at(0))

@@ -1,10 +1,12 @@
 """Embedding: add the payload's carrier to a frame's luma, scaled by a perceptual mask.
 
 The carrier (:mod:`thg_nerf.provenance.pattern`) is precomputed per frame size. Per frame only a coarse
-activity map is computed (one luma sample per carrier cell, a 3x3 high-pass, a 3x3 average): the mark's
-amplitude follows the local texture (zero on flat areas, where a static pattern would be visible, up to
-``max_amplitude`` grey levels on textured ones) and is scaled down whenever the frame's expected mean squared
-change would exceed the PSNR budget. The same value is added to R, G and B (a pure luma change).
+activity map is computed (one luma sample per carrier cell: |luma - 3x3 mean|, averaged over 3x3 cells, then
+the minimum over 3x3 cells so an edge does not lend its activity to the smooth area next to it). The
+amplitude is ``min(gain * (activity - floor), texture_ratio * activity, max_amplitude)`` grey levels: zero on
+flat and smooth areas, where a static pattern would be visible. When a frame's mean squared change would
+exceed the PSNR budget, the amplitudes are capped lower (water-filling) until it fits; the rounded change is
+then checked exactly. The same value is added to R, G and B (a pure luma change).
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ class MaskSettings:
     """Perceptual mask of the mark (amplitudes in grey levels of 0..255)."""
 
     gain: float = 3.0
-    """Amplitude per grey level of local activity (mean |luma - 3x3 mean| over 3x3 cells) above ``floor``."""
+    """Amplitude per grey level of local activity above ``floor`` (see the module docstring)."""
     floor: float = 1.0
     """Activity below which an area counts as flat and gets no mark."""
-    max_amplitude: float = 3.0
-    """Largest amplitude: a low cap spreads the mark over all textured areas (robust: the picture's own
-    interference is weakest on moderate texture) instead of piling it onto the strongest edges."""
+    texture_ratio: float = 1.0
+    """At most this many grey levels per grey level of activity (strong texture masks more)."""
+    max_amplitude: float = 6.0
+    """Largest amplitude. When a frame's budget is exceeded the amplitudes are capped lower (water-filling)
+    rather than scaled down: the mark stays spread over all textured areas (robust: the picture's own
+    interference is weakest on moderate texture) instead of piling onto the strongest edges."""
     min_psnr: float = 42.2
     """PSNR floor per frame (dB): the rounded change of every frame is scaled down to meet it."""
 
@@ -78,7 +83,7 @@ class Watermarker:
 
     def amplitude(self, frame: np.ndarray) -> np.ndarray:
         """The mark's amplitude per mask block [Hb, Wb] (grey levels) for a frame [H, W, C] uint8."""
-        from scipy.ndimage import uniform_filter
+        from scipy.ndimage import minimum_filter, uniform_filter
 
         h, w = frame.shape[:2]
         c = self._size(h, w)
@@ -88,12 +93,18 @@ class Watermarker:
         if luma.shape != (hb, wb):  # the last partial block has no centre sample: repeat the edge
             luma = np.pad(luma, ((0, hb - luma.shape[0]), (0, wb - luma.shape[1])), mode="edge")
         activity = uniform_filter(np.abs(luma - uniform_filter(luma, 3, mode="nearest")), 3, mode="nearest")
+        activity = minimum_filter(activity, 3, mode="nearest")  # no bleeding from an edge onto smooth neighbours
         m = self.mask
-        amp = np.clip(m.gain * (activity - m.floor), 0.0, m.max_amplitude)
+        amp = np.minimum(np.maximum(m.gain * (activity - m.floor), 0.0), m.texture_ratio * activity)
+        amp = np.minimum(amp, m.max_amplitude)
         budget = _ROUNDING_MARGIN * self._budget
-        mse = float(np.mean(np.square(amp) * c.energy))
-        if mse > budget:
-            amp *= np.float32(np.sqrt(budget / mse))
+        if float(np.mean(np.square(amp) * c.energy)) > budget:  # water-fill: lower the cap until it fits
+            lo, hi = 0.0, float(amp.max())
+            for _ in range(20):
+                cap = 0.5 * (lo + hi)
+                fits = float(np.mean(np.square(np.minimum(amp, cap)) * c.energy)) <= budget
+                lo, hi = (cap, hi) if fits else (lo, cap)
+            amp = np.minimum(amp, np.float32(lo))
         return amp
 
     @property

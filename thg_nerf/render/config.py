@@ -38,6 +38,8 @@ class DubConfig:
     """Width of the feathered edge over which the weight falls from 1 to 0."""
     ring: float = 0.2
     """Width of the ring outside the feather where colour and sharpness of render and footage are compared."""
+    match: bool = True
+    """Match the render's colour and sharpness to the footage around it (off: blend the render as it is)."""
     match_every: int = 6
     """Render the ring and update the matching on every n-th output frame only (it costs a third more rays)."""
     max_gain: float = 1.25
@@ -48,9 +50,10 @@ class DubConfig:
     """Weight of the newest measurement in the running (exponential) average of the matching parameters."""
     turn_window_s: float = 2.0
     """Ping-pong turns at the stillest frame within this many seconds of either end of the clip."""
-    identity_threshold: float = 0.05
-    """Largest identity-shape difference (RMS after similarity alignment, relative to the shape's RMS radius)
-    accepted as the same person (measured: docs/BENCHMARKS.md, section Dub)."""
+    identity_threshold: float = 0.03
+    """Largest face-shape difference to the run's person (``thg_nerf.render.dub.identity_distance``) accepted
+    as the same person; measured: at most 0.019 for clips of the same person, at least 0.050 for others
+    (docs/BENCHMARKS.md, section Dub)."""
 
 
 @dataclass

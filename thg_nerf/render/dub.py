@@ -213,20 +213,23 @@ def _track(video: Path, info: VideoInfo, run_info: dict, cache: Path, audio: str
 
 def _check_identity(ds: Dataset, train_ds: Dataset | None, run_info: dict, threshold: float,
                     video: Path) -> float | None:
-    """Identity-shape difference of ``ds`` to the run's dataset; ThgError above ``threshold``."""
+    """Face-shape difference of ``ds`` to the run's dataset (:func:`identity_distance`); ThgError above
+    ``threshold``."""
     if train_ds is None:
         log.warning("cannot check that %s shows the run's person (the run's dataset %s is not available)", video,
                     run_info.get("data_dir"))
         return None
-    a, b = ds.tracking().get("shape"), train_ds.tracking().get("shape")
-    if a is None or b is None or a.shape != b.shape:
-        log.warning("cannot compare the face in %s with the run's person (no comparable identity shape)", video)
+    mine, ref = ds.tracking(), train_ds.tracking()
+    if "shape" not in ref or mine["landmarks"].shape[1:] != ref["landmarks"].shape[1:]:
+        log.warning("cannot compare the face in %s with the run's person (other landmark layout)", video)
         return None
-    d = identity_distance(a, b, identity_landmarks(_topology(train_ds), b))
+    index = identity_landmarks(_topology(train_ds), ref["shape"])
+    d = identity_distance(face_signature(mine["landmarks"], mine.get("valid"), index),
+                          face_signature(ref["landmarks"], ref.get("valid"), index))
     if d > threshold:
         raise ThgError(f"the face in {video} does not look like the person of run {run_info.get('data_dir')} "
-                       f"(identity-shape difference {d:.3f} > {threshold:.3f}); dub videos of the same person")
-    log.info("identity-shape difference to the run's person: %.3f (threshold %.3f)", d, threshold)
+                       f"(face-shape difference {d:.3f} > {threshold:.3f}); dub videos of the same person")
+    log.info("face-shape difference to the run's person: %.3f (threshold %.3f)", d, threshold)
     return d
 
 
@@ -239,24 +242,45 @@ def identity_landmarks(topo: Topology, shape: np.ndarray) -> np.ndarray:
     return np.array([i for i in range(len(shape)) if i not in moving], dtype=np.int64)
 
 
-def identity_distance(shape: np.ndarray, reference: np.ndarray, index: np.ndarray | None = None) -> float:
-    """Difference of two identity shapes [L, 3] (head space): the RMS residual of their frontal (x, y)
-    geometry over landmarks ``index`` (default all) after the best 2D similarity transform of ``shape`` onto
-    ``reference``, relative to the RMS radius of ``reference`` (dimensionless; 0 = the same shape).
+def _align_2d(points: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Point sets [..., K, 2] moved onto ``target`` [K, 2] by their best 2D similarity transforms (least squares)."""
+    a = points - points.mean(-2, keepdims=True)
+    b = target - target.mean(0)
+    u, s, vt = np.linalg.svd(np.einsum("kd,...ke->...de", b, a))
+    d = np.stack([np.ones(s.shape[:-1]), np.sign(np.linalg.det(u @ vt))], axis=-1)
+    rot = (u * d[..., None, :]) @ vt
+    scale = (s * d).sum(-1) / np.maximum((a**2).sum((-2, -1)), 1e-12)
+    return scale[..., None, None] * a @ np.swapaxes(rot, -1, -2) + target.mean(0)
 
-    Depth is left out: from one camera it is the least determined part of a tracked shape (a 5-second clip of
-    the same person differs from a 50-second one three times more in 3D than in x, y; docs/BENCHMARKS.md).
+
+def face_signature(landmarks: np.ndarray, valid: np.ndarray | None, index: np.ndarray,
+                   max_frames: int = 300) -> np.ndarray:
+    """The mean image-space configuration [K, 2] of landmarks ``index`` of a clip's tracked frames
+    (``landmarks`` [N, L, 2], ``valid`` [N] or None): every frame moved onto the mean by a 2D similarity
+    (generalised Procrustes, up to ``max_frames`` frames spread over the clip), centred, unit RMS radius."""
+    lm = np.asarray(landmarks, np.float64)
+    if valid is not None and np.asarray(valid).any():
+        lm = lm[np.asarray(valid, bool)]
+    lm = lm[np.linspace(0, len(lm) - 1, min(len(lm), max_frames)).round().astype(int)][:, index, :2]
+    mean = lm[0] - lm[0].mean(0)
+    for _ in range(4):
+        mean = _align_2d(lm, mean).mean(0)
+        mean = mean / np.sqrt((mean**2).sum(1).mean())
+    return mean
+
+
+def identity_distance(signature: np.ndarray, reference: np.ndarray) -> float:
+    """Difference of two face signatures [K, 2] (:func:`face_signature`): the RMS residual after the best 2D
+    similarity transform of ``signature`` onto ``reference``, relative to the RMS radius of ``reference``
+    (dimensionless; 0 = the same proportions).
+
+    Image-space landmarks rather than the tracked 3D identity shape: the shape's depth, and with it its frontal
+    proportions, is poorly determined by a short clip (5-second clips of the same person differed from the
+    50-second one more than another person did; docs/BENCHMARKS.md, section Dub).
     """
-    sel = slice(None) if index is None else np.asarray(index)
-    a = np.asarray(shape, np.float64)[sel, :2]
-    b = np.asarray(reference, np.float64)[sel, :2]
-    a, b = a - a.mean(0), b - b.mean(0)
-    u, s, vt = np.linalg.svd(b.T @ a)
-    d = np.array([1.0, np.sign(np.linalg.det(u @ vt))])
-    rot = (u * d) @ vt
-    scale = float((s * d).sum() / max((a**2).sum(), 1e-12))
-    res = b - scale * a @ rot.T
-    return float(np.sqrt((res**2).sum(1).mean() / max((b**2).sum(1).mean(), 1e-12)))
+    ref = np.asarray(reference, np.float64) - np.asarray(reference, np.float64).mean(0)
+    res = _align_2d(np.asarray(signature, np.float64), ref) - ref
+    return float(np.sqrt((res**2).sum(1).mean() / max((ref**2).sum(1).mean(), 1e-12)))
 
 
 # ---------------------------------------------------------------------------------------------- the plan
@@ -617,7 +641,7 @@ def _blend(frame: np.ndarray, rendered: tuple[np.ndarray, np.ndarray], geo: _Reg
     ring = covered & geo.face & (geo.distance > inner) & (geo.distance <= inner + cfg.ring * width)
     comp = fg + (1.0 - alpha) * orig
     sigma = max(0.8, 0.6 * max(sx, sy))
-    if geo.with_ring and ring.sum() >= MIN_RING_PIXELS:
+    if cfg.match and geo.with_ring and ring.sum() >= MIN_RING_PIXELS:
         o, r = orig[ring], comp[ring]
         gain = np.clip(o.std(0) / np.maximum(r.std(0), 1e-4), 1.0 / cfg.max_gain, cfg.max_gain)
         offset = o.mean(0) - gain * r.mean(0)
@@ -626,6 +650,9 @@ def _blend(frame: np.ndarray, rendered: tuple[np.ndarray, np.ndarray], geo: _Reg
         hp_r = comp @ lum - gaussian_filter(comp @ lum, sigma)
         sharpen = float(np.clip(hp_o[ring].std() / max(float(hp_r[ring].std()), 1e-5) - 1.0, 0.0, cfg.max_sharpen))
         match.update(gain, offset, sharpen, cfg.smooth)
+        log.debug("ring of %d pixels: gain %s, offset %s, sharpen %.2f -> running %s, %s, %.2f", int(ring.sum()),
+                  np.round(gain, 3), np.round(offset, 3), sharpen, np.round(match.gain, 3),
+                  np.round(match.offset, 3), match.sharpen)
     if match.gain is not None and match.offset is not None and match.sharpen is not None:
         comp = match.gain * fg + match.offset * alpha + (1.0 - alpha) * orig
         comp = comp + match.sharpen * (comp - gaussian_filter(comp, (sigma, sigma, 0)))
