@@ -44,8 +44,8 @@ SCALES = tuple(float(1.01 ** k) for k in range(-10, 27))
 SEGMENT_S = 1.5
 #: Reported as found at or below this false-positive probability.
 FOUND_P = 1e-6
-#: The sync z is divided by this before the normal tail is taken (measured: an unmarked clip with a tiled
-#: wall reached z = 6.4 where the Gaussian model expects ~5.3 at most; see benchmarks/bench_provenance.py).
+#: The sync z is divided by this before the normal tail is taken: an unmarked clip with a tiled wall reaches
+#: z = 6.1, beyond the Gaussian noise model (benchmarks/bench_provenance.py, docs/PROVENANCE.md).
 NULL_INFLATION = 1.25
 #: Band-pass and normalisation widths (pixels at the working size, where a carrier cell is 4 pixels).
 HIGHPASS_SIGMA = 2.0

@@ -52,7 +52,7 @@ class DubConfig:
     """Ping-pong turns at the stillest frame within this many seconds of either end of the clip."""
     identity_threshold: float = 0.03
     """Largest face-shape difference to the run's person (``thg_nerf.render.dub.identity_distance``) accepted
-    as the same person; measured: at most 0.019 for clips of the same person, at least 0.050 for others
+    as the same person; measured: at most 0.021 for clips of the same person, at least 0.050 for others
     (docs/BENCHMARKS.md, section Dub)."""
 
 

@@ -14,8 +14,9 @@ footage: per-channel mean/std (colour) and high-pass energy (sharpness) are matc
 over time. Everything outside the feathered region is the original pixel, untouched.
 
 ORIGINAL is tracked by ``thg_nerf.preprocess.pipeline.preprocess`` into a cache directory, unless it is the
-run's own training clip (its dataset is reused) or a dataset made from it is given. A face whose tracked
-identity shape is too unlike the run's (after similarity alignment) is refused.
+run's own training clip (its dataset is reused) or a dataset made from it is given. A face whose proportions
+(the mean image-space configuration of its rigid landmarks, :func:`face_signature`) are too unlike the run's
+person is refused.
 
 Length: new audio shorter than the video trims the video; longer runs the video back and forth
 (``pingpong``, turning at the stillest frames near either end) or is cut to the video (``trim``).
