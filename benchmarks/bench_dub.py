@@ -19,6 +19,8 @@ Parts (``--parts``, default all):
   shared, so the load is the same for both): the dub step (region, render, resample, match, blend; with the
   matching ring on one frame in ``match_every``) against the full render at the same (tracking) size. Mouth
   opening (mediapipe landmarks) of the dubbed frames against the real frames'.
+- ``crf``: the first 30 validation frames, unchanged, through the same writer at CRF 18/14/12/10: the floor
+  under the untouched pixels (mark + second encode), which sets ``DUB_CRF``.
 - ``cast``: the same segment with a colour cast and more contrast (ffmpeg ``CAST``), tracked as a recording of
   its own and dubbed with its own audio, every 4th frame blended with and without matching.
 - ``radio``: the same segment cut into its own video (so it is tracked like any other recording) dubbed with
@@ -329,6 +331,33 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
     }
 
 
+def part_crf(run_dir: Path, media: Path, work: Path, n: int = 30) -> dict:
+    """The floor under the untouched pixels: the first ``n`` validation frames, unchanged, written as
+    ``dub_to_file`` writes (provenance mark, H.264 at several CRFs) and decoded: PSNR against the input, and
+    the mark alone (no encode)."""
+    from thg_nerf.provenance import watermarker_for_run
+    from thg_nerf.render.output import open_output
+    from thg_nerf.utils.video import iter_frames
+
+    frames = []
+    for k, f in enumerate(iter_frames(media / "macron_50s_512px_30fps.mp4", fps=30.0)):
+        if k >= 1375:
+            frames.append(f)
+        if len(frames) == n:
+            break
+    size = (frames[0].shape[1], frames[0].shape[0])
+    marker = watermarker_for_run(run_dir / "run.json", "dub")
+    res = {"mark_only": round(float(np.mean([masked_psnr(marker.mark(f), f) for f in frames])), 2)}
+    for crf in (18, 14, 12, 10):
+        out = work / f"crf_{crf}.mp4"
+        with open_output(out, size, 30.0, crf=crf, marker=watermarker_for_run(run_dir / "run.json", "dub")) as w:
+            for f in frames:
+                w.write(f)
+        res[f"crf_{crf}"] = round(float(np.mean([masked_psnr(d, f) for d, f in zip(iter_frames(out), frames)])), 2)
+        res[f"crf_{crf}_kbytes_per_s"] = round(out.stat().st_size / 1024 / (n / 30.0), 1)
+    return res
+
+
 CAST = "colorbalance=rs=0.12:gs=0.02:bs=-0.10,eq=brightness=0.04:contrast=1.1"
 
 
@@ -402,7 +431,7 @@ def main() -> None:
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--media", type=Path, default=REPO.parent / "shared" / "media")
     p.add_argument("--work", type=Path, default=Path("/tmp/thg_bench_dub"))
-    p.add_argument("--parts", default="identity,val,cast,radio")
+    p.add_argument("--parts", default="identity,val,crf,cast,radio")
     p.add_argument("--region", default="mouth")
     p.add_argument("--full-every", type=int, default=4, help="full-render every n-th val frame (it is slow)")
     p.add_argument("--val-frames", type=int, help="only the first n val frames (a quick check)")
@@ -419,6 +448,9 @@ def main() -> None:
     if "val" in parts:
         res["val"] = part_val(args.run, args.work, args.full_every, args.region, args.val_frames)
         print(json.dumps(res["val"], indent=1), flush=True)
+    if "crf" in parts:
+        res["crf"] = part_crf(args.run, args.media, args.work)
+        print(json.dumps(res["crf"], indent=1), flush=True)
     if "cast" in parts:
         res["cast"] = part_cast(args.run, args.media, args.work, args.region)
         print(json.dumps(res["cast"], indent=1), flush=True)

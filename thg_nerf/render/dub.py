@@ -465,7 +465,7 @@ def dub_frames(run: LoadedRun, original: Original, plan: DubPlan, cfg: DubConfig
             yield DubFrame(frame, int(j), None, None)
             continue
         c2w = c2w_from_pose(trk["rotation"][j].astype(np.float64), trk["translation"][j].astype(np.float64))
-        geo = _region(original, trk["landmarks"][j], plan.region, topo, cfg, with_ring=i % cfg.match_every == 0)
+        geo = _region(original, trk["landmarks"][j], plan.region, topo, cfg, with_ring=i % max(1, cfg.match_every) == 0)
         if geo is None:
             yield DubFrame(frame, int(j), None, None)
             continue
