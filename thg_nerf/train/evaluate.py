@@ -197,15 +197,12 @@ def _series_stats(pred: list, real: list) -> dict:
             "frames": len(pairs)}
 
 
-def motion_level(run: LoadedRun, ds: Dataset, val_rows: np.ndarray) -> dict:
-    """Audio -> motion on the validation frames, without rendering: predicted vs tracked mouth opening
-    (through the model's linear readout) and first motion component."""
-    from thg_nerf.audio.io import load_audio
-
-    mm = run.motion_model
+def motion_level(mm: AudioMotionModel, ds: Dataset, predicted: np.ndarray, val_rows: np.ndarray) -> dict:
+    """Audio -> motion on the validation frames, without rendering: the ``predicted`` motion [n, M] of the
+    clip's audio (the audio drive's condition source) vs the tracked motion, as mouth opening (through the
+    model's linear readout) and first motion component."""
     tgt = dataset_motion(ds)
-    wave = load_audio(ds.path("audio"), 16000)
-    pred = mm.predict(mm.features(wave, 16000, ds.fps, ds.n_frames))[val_rows]
+    pred = predicted[val_rows]
     true = tgt.motion[val_rows]
     m_pred, m_true = mm.mouth(pred), tgt.mouth[val_rows]
     out = {"mouth_corr": corr(m_pred, m_true), "mouth_amplitude": amplitude_ratio(m_pred, m_true),
@@ -323,7 +320,8 @@ def evaluate(run_dir: str | Path, data_dir: str | Path | None = None,
 
         lip: dict = {"render": {d.name: _series_stats(d.mouth, gt_mouth) for d in drives} if lmk.det else None}
         if run.motion_model is not None:
-            lip["motion"] = motion_level(run, ds, np.array([r.aud_id for r in val]))
+            audio_drive = next(d for d in drives if d.name == "audio")
+            lip["motion"] = motion_level(run.motion_model, ds, audio_drive.cond, np.array([r.aud_id for r in val]))
         report = {
             "psnr": mean(head.psnr), "ssim": mean(head.ssim), "lmd": lmd[head.name], "drive": head.label,
             **({"lmd_reason": lmd_reason} if lmd[head.name] is None else {}),
