@@ -13,8 +13,10 @@ import json
 import subprocess
 import time
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from thg_nerf.cli.main import build_parser, main
 from thg_nerf.errors import ThgError
@@ -177,8 +179,13 @@ def test_render_outputs_are_marked(trained_synthetic_run, tmp_path, capsys):
     info = read_json(run_dir / "run.json")
     assert info["consent"]["given"] is False  # trained without --consent: recorded, and flagged in the mark
     expect = Payload.create(run_fingerprint(info), False, "render")
-    for out in (tmp_path / "out.mp4", tmp_path / "frames"):
-        assert main(["render", str(run_dir), "--audio", str(wav), "-o", str(out), "-q"]) == 0
+    # The synthetic head is smooth and 64 px: the mark survives H.264 on textured content of 128 px or more
+    # (docs/PROVENANCE.md), so the mp4 is rendered at 128 px over a textured plate, the PNGs as they are.
+    texture = gaussian_filter(np.random.default_rng(0).standard_normal((128, 128)), 2.0)
+    plate = tmp_path / "plate.png"
+    iio.imwrite(plate, np.repeat((128 + 30 * texture / texture.std()).clip(0, 255).astype(np.uint8)[..., None], 3, 2))
+    for out, extra in ((tmp_path / "out.mp4", ["--size", "128", "--bg", str(plate)]), (tmp_path / "frames", [])):
+        assert main(["render", str(run_dir), "--audio", str(wav), "-o", str(out), "-q", *extra]) == 0
         det = verify_video(out)
         assert det.found and det.payload == expect and det.tag_matches, det.to_dict()
     capsys.readouterr()

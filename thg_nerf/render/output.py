@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from thg_nerf.errors import ThgError
+from thg_nerf.log import get_logger
 from thg_nerf.provenance import MarkedWriter, Watermarker, payload_for_run
 from thg_nerf.utils.fs import atomic_dir, atomic_file
 from thg_nerf.utils.video import VideoWriter, ffmpeg_exe
@@ -30,6 +31,9 @@ from thg_nerf.utils.video import VideoWriter, ffmpeg_exe
 BG_WORDS = ("plate", "black", "white", "alpha")
 BG_HELP = "plate | black | white | #RRGGBB | IMAGE | alpha"
 VIDEO_SUFFIXES = (".mp4", ".webm")
+#: Shorter side (px) below which the provenance mark does not survive video compression (a carrier cell
+#: would be under 2 px; docs/PROVENANCE.md).
+MIN_MARK_SIZE = 128
 #: Suffixes of video containers we do not write (a clear error instead of a PNG folder named 'x.mov').
 _OTHER_VIDEO_SUFFIXES = (".mov", ".mkv", ".avi", ".gif", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 PNG_PATTERN = "frame_{:06d}.png"
@@ -38,6 +42,8 @@ _PNG_NAME = re.compile(r"^frame_\d{6}\.png$")
 #: VP9 settings: constant quality, alpha-safe (no alt-ref frames), multithreaded.
 VP9_PARAMS = ["-b:v", "0", "-crf", "32", "-row-mt", "1", "-deadline", "good", "-cpu-used", "4",
               "-auto-alt-ref", "0"]
+
+log = get_logger(__name__)
 
 
 class FrameWriter(Protocol):
@@ -198,6 +204,10 @@ def open_output(out: str | Path, size: tuple[int, int], fps: float, *, alpha: bo
                        audio_codec="libopus", extra_params=list(VP9_PARAMS))
     if size[0] % 2 or size[1] % 2:
         raise ThgError(f"{kind} video needs even frame sizes, got {size[0]}x{size[1]}")
+    if min(size) < MIN_MARK_SIZE:
+        log.warning("%dx%d frames are too small for the invisible provenance mark to survive video compression "
+                    "(%d px or more needed); the container tag still records it, and PNG output keeps it",
+                    size[0], size[1], MIN_MARK_SIZE)
     options["extra_params"] += ["-metadata", f"comment={marker.tag}"]
     with atomic_file(out) as tmp, VideoWriter(tmp, size, fps, audio_path=audio_path, alpha=alpha,
                                               **options) as writer:
