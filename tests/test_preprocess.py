@@ -22,7 +22,7 @@ from thg_nerf.dataset import LABELS, load_dataset  # noqa: E402
 from thg_nerf.errors import MissingDependencyError, ThgError  # noqa: E402
 from thg_nerf.preprocess import pipeline, signals  # noqa: E402
 from thg_nerf.preprocess.masks import background_plate, label_map  # noqa: E402
-from thg_nerf.preprocess.pipeline import c2w_from_pose, preprocess, split_ids  # noqa: E402
+from thg_nerf.preprocess.pipeline import c2w_from_pose, is_preprocessed, preprocess, split_ids  # noqa: E402
 from thg_nerf.testing.landmarks import synthetic_sequence  # noqa: E402
 from thg_nerf.utils.video import ffmpeg_exe, iter_frames, probe_video  # noqa: E402
 
@@ -196,6 +196,7 @@ def test_landscape_crop_resume_and_force(media_file, tmp_path: Path, monkeypatch
     assert load_dataset(out).meta["crop"] == {"x0": x0, "y0": y0, "size": side}
 
     stamp = (out / "meta.json").stat().st_mtime_ns
+    assert is_preprocessed(clip, out, _cfg()) and not is_preprocessed(clip, out, _cfg(val_fraction=0.2))
     preprocess(clip, out, _cfg())  # same input and settings: reused as is
     assert (out / "meta.json").stat().st_mtime_ns == stamp
     with pytest.raises(ThgError, match="already exists"):

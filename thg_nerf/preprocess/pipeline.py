@@ -81,8 +81,7 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike, cfg: Prepro
         raise ThgError(f"audio file not found: {audio_path}")
     if audio_path is None and not info.has_audio:
         raise ThgError(f"{video} has no audio track; pass the speech with --audio WAV")
-    request = _fingerprint({"video": _file_id(video), "audio": _file_id(audio_path) if audio_path else None,
-                            "config": dataclasses.asdict(cfg), "steps": STEP_VERSIONS})
+    request = _request_key(video, audio_path, cfg)
     if out.exists() and not force:
         if _complete_with_key(out) == request:
             log.info("%s is already preprocessed from this video with these settings; reusing it", out)
@@ -96,6 +95,22 @@ def preprocess(video: str | os.PathLike, out_dir: str | os.PathLike, cfg: Prepro
     except ThgError:
         work.remove()  # bad input: nothing worth resuming
         raise
+
+
+def _request_key(video: Path, audio: Path | None, cfg: PreprocessConfig) -> str:
+    """Fingerprint of a preprocessing request: the input files, the settings and the step versions."""
+    return _fingerprint({"video": _file_id(video), "audio": _file_id(audio) if audio else None,
+                         "config": dataclasses.asdict(cfg), "steps": STEP_VERSIONS})
+
+
+def is_preprocessed(video: str | os.PathLike, out_dir: str | os.PathLike, cfg: PreprocessConfig,
+                    audio: str | os.PathLike | None = None) -> bool:
+    """Whether ``out_dir`` is a complete dataset of ``video`` (and ``audio``) with these settings and this
+    version of every step, i.e. whether :func:`preprocess` would reuse it."""
+    out = Path(out_dir)
+    if not out.is_dir() or not Path(video).is_file() or (audio is not None and not Path(audio).is_file()):
+        return False
+    return _complete_with_key(out) == _request_key(Path(video), Path(audio) if audio else None, cfg)
 
 
 @dataclasses.dataclass

@@ -372,16 +372,12 @@ CROSS_DIR = "cross_data"
 
 def cross_dataset(video: Path, cache: Path, pcfg: PreprocessConfig) -> Dataset:
     """``video`` preprocessed once into ``cache/<name>`` (reused afterwards: preprocessing is resumable)."""
-    from thg_nerf.preprocess.pipeline import preprocess
+    from thg_nerf.preprocess.pipeline import is_preprocessed, preprocess
 
     data = cache / video.stem
     pcfg = dataclasses.replace(pcfg, audio_features="mel")
-    try:
-        preprocess(video, data, pcfg)
-    except ThgError:
-        if not data.is_dir():
-            raise
-        preprocess(video, data, pcfg, force=True)  # a stale cache (other settings or version): rebuild it
+    # a stale cache (another video of that name, other settings or step versions) is rebuilt
+    preprocess(video, data, pcfg, force=data.exists() and not is_preprocessed(video, data, pcfg))
     return load_dataset(data)
 
 
