@@ -139,7 +139,8 @@ def test_ctrl_c_stops_all_ranks_with_a_checkpoint(data, tmp_path):
     cmd = [sys.executable, "-m", "thg_nerf.cli.main", "train", str(data), "-o", str(run), "--nproc", "2",
            "--device", "cpu", "-q", "--preset", "tiny", *small_sets(), "--iters", "100000",
            "--set", "train.checkpoint_every=100000"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # if pytest ignores it
     try:
         deadline = time.monotonic() + 120
         while not (run / "tb").is_dir() and proc.poll() is None and time.monotonic() < deadline:

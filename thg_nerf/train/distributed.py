@@ -68,6 +68,15 @@ class World:
         if self.distributed:
             torch.distributed.barrier()
 
+    @contextmanager
+    def main_first(self) -> Iterator[None]:
+        """Run the block on rank 0 first, then on the others (e.g. to fill a shared cache once)."""
+        if not self.is_main:
+            self.barrier()
+        yield
+        if self.is_main:
+            self.barrier()
+
     def all_reduce_grads(self, params: Sequence[torch.nn.Parameter], extra: torch.Tensor) -> torch.Tensor:
         """Sum the gradients of ``params`` and the float vector ``extra`` over all ranks, in one all-reduce.
 
@@ -178,6 +187,8 @@ def _rank_main(fn: Callable, args: tuple, kwargs: dict, rank: int, size: int, po
         os.setpgrp()  # the parent forwards Ctrl-C, so that every rank gets it exactly once
     os.environ.update({"RANK": str(rank), "WORLD_SIZE": str(size), "LOCAL_RANK": str(rank),
                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+    if "OMP_NUM_THREADS" not in os.environ:  # share the cores, as torchrun does
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // size))
     setup_logging(quiet=quiet)
     get_logger().setLevel(level)
     try:

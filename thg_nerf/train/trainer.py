@@ -475,7 +475,8 @@ def _train(run_dir: Path, data_dir: str | Path, cfg: Config, resume: bool, dev: 
         if not info[CONSENT_KEY]["given"] and world.is_main:
             log.warning(NO_CONSENT_WARNING)
         tensors, state = {}, {}
-    data = load_train_data(ds, cfg.model.condition)
+    with world.main_first():  # rank 0 decodes the frames into the dataset's cache, the others then map it
+        data = load_train_data(ds, cfg.model.condition)
     torch.manual_seed(cfg.seed)
     model = ckpt.build_model(cfg, info)
     model.set_normalization(data.cond[data.train_cond], data.train_c2w)
