@@ -140,6 +140,8 @@ def check_nproc(nproc: int, dev: torch.device) -> None:
     """One-line ThgError unless ``nproc`` processes can train on ``dev``."""
     if nproc < 1:
         raise ThgError(f"--nproc must be at least 1 (got {nproc})")
+    if nproc > 1 and dev.type not in ("cpu", "cuda"):
+        raise ThgError(f"--nproc trains on CUDA GPUs or on the CPU, not on '{dev.type}'")
     if dev.type == "cuda" and nproc > torch.cuda.device_count():
         raise ThgError(f"--nproc {nproc} needs {nproc} CUDA devices, this machine has {torch.cuda.device_count()}")
 

@@ -358,7 +358,7 @@ class Trainer:
         n_visible = max(1.0, float(np.count_nonzero(b["label"] != 1)))
         jitter = torch.rand(n_rays, generator=self.gen, device=dev)
         mine = self.world.shard(n_rays)
-        b = {k: (val if k == "frames" else val[mine]) for k, val in b.items()}
+        b = {k: (val if k == "frames" else val[mine]) for k, val in b.items()}  # every rank keeps all frames
         jitter = jitter[mine]
         frames = torch.from_numpy(b["frames"]).to(dev)
         slot = torch.from_numpy(b["slot"]).to(dev)
