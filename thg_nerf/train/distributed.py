@@ -202,7 +202,7 @@ def _rank_main(fn: Callable, args: tuple, kwargs: dict, rank: int, size: int, po
         sys.exit(130)
     except Exception as e:
         log.debug("unexpected error", exc_info=True)
-        errors.put((rank, f"internal error: {type(e).__name__}: {e}", 1))
+        errors.put((rank, f"internal error: {type(e).__name__}: {e} (rerun with -v for the traceback)", 1))
         sys.exit(1)
 
 
@@ -219,10 +219,10 @@ def spawn(fn: Callable, nproc: int, args: tuple = (), kwargs: dict | None = None
     level = get_logger().getEffectiveLevel()
     procs = [ctx.Process(target=_rank_main, args=(fn, args, kwargs or {}, r, nproc, port, is_quiet(), level, errors),
                          name=f"thg-nerf-rank{r}") for r in range(nproc)]
-    for p in procs:
-        p.start()
     interrupts = 0
     try:
+        for p in procs:
+            p.start()
         while _running(procs) and not _failed(procs):
             try:
                 wait([p.sentinel for p in _running(procs)])
@@ -234,7 +234,8 @@ def spawn(fn: Callable, nproc: int, args: tuple = (), kwargs: dict | None = None
         for p in _running(procs):
             p.terminate()
         for p in procs:
-            p.join()
+            if p.pid is not None:
+                p.join()
     failed = _failed(procs)
     if interrupts or any(p.exitcode == 130 for p in procs):
         raise KeyboardInterrupt
@@ -248,7 +249,7 @@ def spawn(fn: Callable, nproc: int, args: tuple = (), kwargs: dict | None = None
 
 
 def _running(procs: list) -> list:
-    return [p for p in procs if p.exitcode is None]
+    return [p for p in procs if p.pid is not None and p.exitcode is None]
 
 
 def _failed(procs: list) -> list:
