@@ -9,18 +9,22 @@ from pathlib import Path
 def run(args: argparse.Namespace) -> int:
     from thg_nerf.cli.cmd_preprocess import preprocess_overrides
     from thg_nerf.cli.cmd_train import train_config
+    from thg_nerf.errors import ThgError
     from thg_nerf.preprocess.pipeline import preprocess
     from thg_nerf.provenance import consent_from_flag
+    from thg_nerf.train.distributed import launched_world
     from thg_nerf.train.evaluate import evaluate
     from thg_nerf.train.trainer import train
 
+    if launched_world() is not None:
+        raise ThgError("fit does not run under torchrun; use 'fit --nproc N', or preprocess, then torchrun ... train")
     video = Path(args.video)
     run_dir = Path(args.output) if args.output else Path("data") / video.stem / "run"
     data_dir = Path(args.data) if args.data else run_dir.parent / f"{run_dir.name}_data"
     cfg = train_config(args, run_dir, preprocess_overrides(args))
     consent = consent_from_flag(args.consent, args.resume)
     preprocess(video, data_dir, cfg.preprocess, audio=args.audio, force=args.force)
-    train(data_dir, run_dir, cfg, resume=args.resume, device=args.device, consent=consent)
+    train(data_dir, run_dir, cfg, resume=args.resume, device=args.device, consent=consent, nproc=args.nproc)
     evaluate(run_dir, data_dir, device=args.device)
     return 0
 

@@ -16,6 +16,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-minutes", type=float, help="stop after this many minutes (checkpointed)")
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--nproc", type=int, metavar="N",
+                   help="data-parallel training in N local processes (one per GPU on CUDA; gloo on the CPU); "
+                   "the config's batch_rays is the global batch. Under torchrun, leave it out")
     p.add_argument("--consent", metavar="TEXT_OR_FILE",
                    help="statement (or a file holding it) that the person in the video agreed to be modelled; "
                    "stored in the run with its SHA-256 and flagged in every output's provenance mark")
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = train_config(args, args.output)
     consent = consent_from_flag(args.consent, args.resume)
-    train(args.data, args.output, cfg, resume=args.resume, device=args.device, consent=consent)
+    train(args.data, args.output, cfg, resume=args.resume, device=args.device, consent=consent, nproc=args.nproc)
     return 0
 
 

@@ -8,6 +8,11 @@ Frames and masks are read from the dataset's uint8 memmaps, so host memory does 
 Reproducible: all randomness comes from one numpy and one torch generator seeded by ``cfg.seed`` and saved
 in every checkpoint, the learning rate is a function of the iteration, so a run resumed from a checkpoint
 continues exactly as the uninterrupted run would have.
+
+Data-parallel (``--nproc N`` or torchrun, see :mod:`thg_nerf.train.distributed`): ``batch_rays`` is the global
+batch. Every rank draws it from the same generators and renders its share; gradients are summed over the
+ranks, so the ranks stay identical and the run matches a single-process one up to floating-point rounding.
+Rank 0 writes the run directory, logs and validates.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ from thg_nerf.preprocess.motion import dataset_motion
 from thg_nerf.render.rays import pixel_rays, pixel_uv
 from thg_nerf.render.volume import HeadConditions, composite_layers, render_head_train, render_image
 from thg_nerf.train import checkpoint as ckpt
+from thg_nerf.train import distributed as dist
+from thg_nerf.train.distributed import World
 from thg_nerf.utils.fs import atomic_dir, write_json
 
 log = get_logger(__name__)
@@ -316,9 +323,12 @@ def update_occupancy(model: TalkingHeadModel, cond: np.ndarray, train_cond: np.n
 class Trainer:
     """State of one training session (built by :func:`train`)."""
 
-    def __init__(self, data: TrainData, cfg: Config, model: TalkingHeadModel, dev: torch.device) -> None:
+    def __init__(self, data: TrainData, cfg: Config, model: TalkingHeadModel, dev: torch.device,
+                 world: World | None = None) -> None:
         self.data, self.cfg, self.model, self.dev = data, cfg, model, dev
+        self.world = world or World()
         self.opt = _make_optimizer(model, cfg)
+        self.params = [p for g in self.opt.param_groups for p in g["params"]]
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(cfg.seed)
@@ -342,7 +352,14 @@ class Trainer:
         lr = _set_lr(self.opt, cfg, it)
         if it >= cfg.train.occupancy_warmup and it % max(1, cfg.train.occupancy_every) == 0:
             update_occupancy(model, d.cond, d.train_cond, self.gen)
+            self.world.broadcast_([model.occupancy.density, model.occupancy.occ])
         b = self.sampler.sample()
+        n_rays = len(b["u"])
+        n_visible = max(1.0, float(np.count_nonzero(b["label"] != 1)))
+        jitter = torch.rand(n_rays, generator=self.gen, device=dev)
+        mine = self.world.shard(n_rays)
+        b = {k: (val if k == "frames" else val[mine]) for k, val in b.items()}  # every rank keeps all frames
+        jitter = jitter[mine]
         frames = torch.from_numpy(b["frames"]).to(dev)
         slot = torch.from_numpy(b["slot"]).to(dev)
         u, v = torch.from_numpy(b["u"]).to(dev), torch.from_numpy(b["v"]).to(dev)
@@ -350,7 +367,6 @@ class Trainer:
         label = torch.from_numpy(b["label"]).to(dev)
         c2w = self.c2w[frames]
         rays_o, rays_d = pixel_rays(c2w[slot], u, v, d.intr)
-        jitter = torch.rand(rays_o.shape[0], generator=self.gen, device=dev)
         bg = self.bg[v, u]
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=self.amp):
             audio = model.cond_codes(d.cond, torch.from_numpy(d.train_cond[b["frames"]]))
@@ -366,19 +382,21 @@ class Trainer:
         pred = fg.float() + (1.0 - alpha.float())[:, None] * bg
         if model.torso is None:  # without a torso layer the torso pixels show the plate
             target = torch.where((label >= 2)[:, None], bg, target)
-        loss_rgb = torch.mean((pred - target) ** 2)
-        loss_mask = torch.mean((head["acc"].float() - (label == 1).float()) ** 2)
+        # means over the global batch (this rank's sums over the global counts; the ranks' gradients add up)
+        loss_rgb = torch.sum((pred - target) ** 2) / (3 * n_rays)
+        loss_mask = torch.sum((head["acc"].float() - (label == 1).float()) ** 2) / n_rays
         if t_alpha is not None:
             visible = (label != 1).float()
-            loss_mask = loss_mask + torch.sum(visible * (t_alpha.float() - (label >= 2).float()) ** 2) / max(
-                1.0, float(visible.sum()))
+            loss_mask = loss_mask + torch.sum(visible * (t_alpha.float() - (label >= 2).float()) ** 2) / n_visible
         loss = loss_rgb + cfg.train.mask_weight * loss_mask
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        sums = torch.stack([loss.detach().float(), loss_rgb.detach().float()])
+        counts = torch.tensor([float(head["n_samples"]), float(head["n_kept"])], device=dev)
+        totals = self.world.all_reduce_grads(self.params, torch.cat([sums, counts])).tolist()
         self.opt.step()
-        n = rays_o.shape[0]
-        return {"loss": loss.item(), "psnr": -10.0 * math.log10(max(loss_rgb.item(), 1e-10)), "lr": lr,
-                "samples_per_ray": float(head["n_samples"]) / n, "kept_per_ray": float(head["n_kept"]) / n,
+        return {"loss": totals[0], "psnr": -10.0 * math.log10(max(totals[1], 1e-10)), "lr": lr,
+                "samples_per_ray": totals[2] / n_rays, "kept_per_ray": totals[3] / n_rays,
                 "occupied": model.occupancy.occupied_fraction}
 
     @torch.no_grad()
@@ -402,7 +420,7 @@ class Trainer:
 
 def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool = False,
           device: str | torch.device | None = None, *, stop_at: int | None = None,
-          consent: dict | None = None) -> Path:
+          consent: dict | None = None, nproc: int | None = None) -> Path:
     """Train a run on a dataset directory; returns ``run_dir``.
 
     ``consent``: the record of ``--consent`` (``thg_nerf.provenance.consent_record``) stored in a new run's
@@ -412,9 +430,31 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
     With ``resume`` training continues from the newest checkpoint using the run's saved config, except
     ``train.iters`` and ``train.max_minutes`` which come from ``cfg``. ``stop_at`` stops (checkpointed)
     after that iteration, as Ctrl-C or ``max_minutes`` do.
+
+    ``nproc`` > 1 trains data-parallel in that many new local processes (one per GPU on CUDA); launched by
+    torchrun, this process joins torchrun's group instead (``nproc`` may then be None or its world size).
     """
-    run_dir = Path(run_dir)
     dev = ckpt.resolve_device(device)
+    world = dist.launched_world()
+    if world is not None and nproc not in (None, world.size):
+        raise ThgError(f"--nproc {nproc} conflicts with torchrun's WORLD_SIZE={world.size}; leave it out under "
+                       "torchrun")
+    if world is None and nproc is not None:
+        dist.check_nproc(nproc, dev)
+        if nproc > 1:
+            dist.spawn(train, nproc, (data_dir, run_dir, cfg, resume, device),
+                       {"stop_at": stop_at, "consent": consent})
+            return Path(run_dir)
+    world = world or World()
+    dev = dist.rank_device(dev, world)
+    with dist.process_group(world, dev):
+        _train(Path(run_dir), data_dir, cfg, resume, dev, world, stop_at, consent)
+    return Path(run_dir)
+
+
+def _train(run_dir: Path, data_dir: str | Path, cfg: Config, resume: bool, dev: torch.device, world: World,
+           stop_at: int | None, consent: dict | None) -> None:
+    """:func:`train` in one process (one rank of ``world``)."""
     ds = open_dataset(data_dir)
     if resume:
         info = ckpt.read_run_info(run_dir)
@@ -427,19 +467,21 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
             raise ThgError(f"{data_dir} is not the dataset {run_dir} was trained on (different training frames)")
         tensors, state = ckpt.load_checkpoint(ckpts[-1][1])
     else:
-        _check_new_run_dir(run_dir)
+        if world.is_main:
+            _check_new_run_dir(run_dir)
         info = _run_info(ds, cfg)
         from thg_nerf.provenance.records import CONSENT_KEY, NO_CONSENT_WARNING, consent_record
         info[CONSENT_KEY] = consent if consent is not None else consent_record(None, warn=False)
-        if not info[CONSENT_KEY]["given"]:
+        if not info[CONSENT_KEY]["given"] and world.is_main:
             log.warning(NO_CONSENT_WARNING)
         tensors, state = {}, {}
-    data = load_train_data(ds, cfg.model.condition)
+    with world.main_first():  # rank 0 decodes the frames into the dataset's cache, the others then map it
+        data = load_train_data(ds, cfg.model.condition)
     torch.manual_seed(cfg.seed)
     model = ckpt.build_model(cfg, info)
     model.set_normalization(data.cond[data.train_cond], data.train_c2w)
     model.to(dev).train()
-    trainer = Trainer(data, cfg, model, dev)
+    trainer = Trainer(data, cfg, model, dev, world)
     start = 0
     if resume:
         ckpt.load_model_state(model, tensors, ckpts[-1][1])
@@ -448,24 +490,26 @@ def train(data_dir: str | Path, run_dir: str | Path, cfg: Config, resume: bool =
         log.info(f"resuming {run_dir} at iteration {start}/{cfg.train.iters}")
     else:
         model.occupancy.mark_visible(trainer.c2w, data.intr)
-        _write_new_run(run_dir, ds, cfg, info)
-        log.info(f"training {run_dir} ({cfg.preset} preset, {cfg.train.iters} iterations, device {dev}, "
+        if world.is_main:
+            _write_new_run(run_dir, ds, cfg, info)
+        procs = f", {world.size} processes" if world.distributed else ""
+        log.info(f"training {run_dir} ({cfg.preset} preset, {cfg.train.iters} iterations, device {dev}{procs}, "
                  f"{len(data.train_img)} train / {len(data.val_img)} val frames)")
-    if cfg.model.condition == "motion" and not (run_dir / MOTION_MODEL_FILE).is_file():
+    if cfg.model.condition == "motion" and world.is_main and not (run_dir / MOTION_MODEL_FILE).is_file():
         train_audio_motion(ds, cfg.motion, run_dir)
+    world.barrier()
     elapsed_before = float(state.get("elapsed_s", 0.0))
     _loop(trainer, run_dir, start, elapsed_before, stop_at)
-    return run_dir
 
 
 def _loop(tr: Trainer, run_dir: Path, start: int, elapsed_before: float, stop_at: int | None) -> None:
-    cfg = tr.cfg
+    cfg, world = tr.cfg, tr.world
     iters = int(cfg.train.iters)
     if start >= iters:
         log.info(f"{run_dir} is already trained to iteration {start} (train.iters = {iters}); nothing to do")
         return
     flag = _StopFlag()
-    writer = _tensorboard(run_dir, start)
+    writer = _tensorboard(run_dir, start) if world.is_main else None
     t0 = time.monotonic()
     deadline = t0 + 60.0 * cfg.train.max_minutes if cfg.train.max_minutes else None
     bar = progress(total=iters, initial=start, desc="training", unit="it")
@@ -483,23 +527,27 @@ def _loop(tr: Trainer, run_dir: Path, start: int, elapsed_before: float, stop_at
                     if writer is not None:
                         for k, val in stats.items():
                             writer.add_scalar(f"train/{k}", val, it)
-                if cfg.train.eval_every and it % cfg.train.eval_every == 0 and it < iters:
+                if cfg.train.eval_every and it % cfg.train.eval_every == 0 and it < iters and world.is_main:
                     val = tr.validate(it // cfg.train.eval_every)
                     if val is not None:
                         log.debug(f"iteration {it}: validation PSNR {val[0]:.2f} dB")
                         if writer is not None:
                             writer.add_scalar("val/psnr", val[0], it)
                             writer.add_image("val/render", val[1], it, dataformats="HWC")
-                if flag.requested:
+                # the ranks stop together: at the first iteration where any of them saw Ctrl-C or the deadline
+                stop = world.agree(2 if flag.requested else 1 if deadline is not None and time.monotonic() > deadline
+                                   else 0)
+                if stop == 2:
                     reason = "interrupted"
                 elif stop_at is not None and it >= stop_at:
                     reason = f"stopped at iteration {it} as requested"
-                elif deadline is not None and time.monotonic() > deadline:
+                elif stop == 1:
                     reason = f"stopped after --max-minutes {cfg.train.max_minutes:g}"
-                if reason or it % max(1, cfg.train.checkpoint_every) == 0 or it == iters:
+                if (reason or it % max(1, cfg.train.checkpoint_every) == 0 or it == iters) and world.is_main:
                     tensors, state = tr.state(it, elapsed_before + time.monotonic() - t0)
                     ckpt.save_checkpoint(run_dir, it, tr.model, tr.opt, tensors, state)
                 if reason:
+                    world.barrier()  # no rank exits (which ends a torchrun job) before the checkpoint is written
                     break
     finally:
         bar.close()
