@@ -32,6 +32,9 @@ VARIANTS = {
     "mel+phones+aug": {"features": "mel+phones", "lifter": 0},
     "mel+aug+lifter": {"features": "mel", "lifter": 12},
     "mel+aug16+lifter": {"features": "mel", "lifter": 12, "augment": {"copies": 16}},
+    "mel+aug+lifter8": {"features": "mel", "lifter": 8},
+    "mel+aug+lifter+h32": {"features": "mel", "lifter": 12, "hidden": 32},
+    "mel+aug+lifter+drop30": {"features": "mel", "lifter": 12, "dropout": 0.3},
 }
 
 

@@ -28,7 +28,7 @@ SMALL = {
     "model": {"num_levels": 4, "log2_hashmap_size": 10, "max_resolution": 48, "hidden_dim": 16, "audio_dim": 8,
               "audio_att_window": 4, "occupancy_resolution": 16, "march_steps": 48, "torso_levels": 4},
     "train": {"iters": ITERS, "batch_rays": 128, "frames_per_batch": 2, "eval_every": 0, "checkpoint_every": 25,
-              "occupancy_warmup": 2, "occupancy_every": 4, "max_samples_per_ray": 16},
+              "occupancy_warmup": 2, "occupancy_every": 4, "max_samples_per_ray": 16, "calibrate_frames": 0},
     "motion": {"hidden": 16, "iters": 10, "eval_every": 10, "batch": 4, "augment": {"copies": 1}},
 }
 

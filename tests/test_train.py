@@ -26,7 +26,7 @@ SMALL = {
     "model": {"num_levels": 4, "log2_hashmap_size": 10, "max_resolution": 48, "hidden_dim": 16, "audio_dim": 8,
               "audio_att_window": 4, "occupancy_resolution": 16, "march_steps": 48, "torso_levels": 4},
     "train": {"batch_rays": 128, "frames_per_batch": 2, "eval_every": 0, "checkpoint_every": 3,
-              "occupancy_warmup": 2, "occupancy_every": 2, "max_samples_per_ray": 16},
+              "occupancy_warmup": 2, "occupancy_every": 2, "max_samples_per_ray": 16, "calibrate_frames": 0},
     "motion": {"hidden": 16, "iters": 20, "eval_every": 10, "batch": 4, "augment": {"copies": 1}},
 }
 
@@ -196,3 +196,28 @@ def test_training_beats_baselines_and_eval_report(trained_synthetic_run):
     assert report["lmd"] is not None or report["lmd_reason"]
     assert (out / "side_by_side.mp4").stat().st_size > 0
     assert (out / "psnr_per_frame.png").is_file() and (out / "mouth_sync.png").is_file()
+
+
+def test_mouth_gain_is_calibrated_when_training_completes(small_data, tmp_path, monkeypatch):
+    """The trainer calibrates the mouth gain once the last iteration is reached (not at an early stop, not
+    again for a run already calibrated at that iteration); the measurement itself: tests/test_calibrate.py."""
+    from thg_nerf.train import trainer
+    from thg_nerf.train.calibrate import CALIBRATION_FILE, SCHEMA
+    from thg_nerf.utils.fs import write_json
+
+    calls = []
+
+    def fake(run_dir, model, ds, intr, background, rcfg, device, frames, max_gain, iteration, measure=None):
+        calls.append((frames, iteration))
+        write_json(run_dir / CALIBRATION_FILE, {"schema": SCHEMA, "mouth_gain": 1.25, "iteration": iteration})
+        return 1.25
+
+    monkeypatch.setattr(trainer, "calibrate_run", fake)
+    cfg = small_cfg(6, calibrate_frames=5)
+    run = train(small_data, tmp_path / "run", cfg, device="cpu", stop_at=3)
+    assert calls == []
+    train(small_data, run, cfg, resume=True, device="cpu")
+    assert calls == [(5, 6)]
+    train(small_data, run, cfg, resume=True, device="cpu")  # nothing to do, already calibrated
+    assert calls == [(5, 6)]
+    assert ckpt.load_run(run, device="cpu").model.motion_gain == 1.25

@@ -50,6 +50,9 @@ class TalkingHeadModel(nn.Module):
                 raise ThgError("model.condition is 'motion' but the dataset has no motion targets")
             self.cond_shape: tuple[int, ...] = (int(motion_dim),)
             self.motion_encoder = mlp(int(motion_dim), cfg.motion_hidden, cfg.audio_dim)
+            self.motion_gain = 1.0
+            """Motion codes are scaled about the training mean by this before the field sees them: the run's
+            calibrated mouth gain at render time (``thg_nerf.train.calibrate``), 1 while training."""
             self.register_buffer("motion_mean", torch.zeros(motion_dim))
             self.register_buffer("motion_std", torch.ones(motion_dim))
         elif cfg.condition == "audio":
@@ -110,7 +113,7 @@ class TalkingHeadModel(nn.Module):
                 rows = source[idx.to(source.device)].to(dev, torch.float32)
             else:
                 rows = torch.from_numpy(np.asarray(source[idx.numpy()], dtype=np.float32)).to(dev)
-            return self.motion_encoder((rows - self.motion_mean) / self.motion_std)
+            return self.motion_encoder(self.motion_gain * (rows - self.motion_mean) / self.motion_std)
         return self._audio_codes(source, centres)
 
     def _audio_codes(self, feats: np.ndarray | torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

@@ -299,6 +299,10 @@ def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> L
     model = build_model(cfg, info)
     load_model_state(model, tensors, path)
     model.to(dev).eval()
+    if model.conditioned_on_motion:
+        from thg_nerf.train.calibrate import read_mouth_gain
+
+        model.motion_gain = read_mouth_gain(run_dir)
     poses = _read_poses(run_dir)
     bg_path = run_dir / BG_FILE
     try:

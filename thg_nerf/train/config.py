@@ -43,3 +43,8 @@ class TrainConfig:
     """Cap on ray-marching samples per ray."""
     early_stop: float = 1e-4
     """Transmittance below which training samples are dropped (early ray termination)."""
+    calibrate_frames: int = 16
+    """Training frames rendered after training to calibrate the mouth gain (``thg_nerf.train.calibrate``;
+    motion-conditioned runs, needs mediapipe); 0 = keep the gain at 1."""
+    max_mouth_gain: float = 1.5
+    """Upper bound of the calibrated mouth gain (motion codes are extrapolated at most this far)."""

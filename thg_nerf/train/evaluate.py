@@ -320,6 +320,7 @@ def evaluate(run_dir: str | Path, data_dir: str | Path | None = None,
 
         lip: dict = {"render": {d.name: _series_stats(d.mouth, gt_mouth) for d in drives} if lmk.det else None}
         if run.motion_model is not None:
+            lip["mouth_gain"] = round(float(run.model.motion_gain), 4)
             audio_drive = next(d for d in drives if d.name == "audio")
             lip["motion"] = motion_level(run.motion_model, ds, audio_drive.cond, np.array([r.aud_id for r in val]))
         report = {
@@ -361,7 +362,7 @@ def _log_report(run_dir: Path, report: dict) -> None:
     for name, st in (lip.get("render") or {}).items():
         parts.append(f"mouth {name}: corr {st['corr']} amplitude {st['amplitude']}")
     if "motion" in lip:
-        parts.append(f"motion-level mouth corr {lip['motion']['mouth_corr']}")
+        parts.append(f"motion-level mouth corr {lip['motion']['mouth_corr']}, mouth gain {lip['mouth_gain']:.2f}")
     for c in report.get("cross", []):
         parts.append(f"cross {c['video']}: corr {c['corr']}")
     log.info("; ".join(parts) + f"; written to {run_dir / 'eval'}")

@@ -43,8 +43,10 @@ from thg_nerf.render.rays import pixel_rays, pixel_uv
 from thg_nerf.render.volume import HeadConditions, composite_layers, render_head_train, render_image
 from thg_nerf.train import checkpoint as ckpt
 from thg_nerf.train import distributed as dist
+from thg_nerf.train.calibrate import CALIBRATION_FILE, calibrate_run
+from thg_nerf.train.calibrate import SCHEMA as CALIBRATION_SCHEMA
 from thg_nerf.train.distributed import World
-from thg_nerf.utils.fs import atomic_dir, write_json
+from thg_nerf.utils.fs import atomic_dir, read_json, write_json
 
 log = get_logger(__name__)
 
@@ -499,15 +501,21 @@ def _train(run_dir: Path, data_dir: str | Path, cfg: Config, resume: bool, dev: 
         train_audio_motion(ds, cfg.motion, run_dir)
     world.barrier()
     elapsed_before = float(state.get("elapsed_s", 0.0))
-    _loop(trainer, run_dir, start, elapsed_before, stop_at)
+    reached = _loop(trainer, run_dir, start, elapsed_before, stop_at)
+    if world.is_main and reached >= cfg.train.iters and model.conditioned_on_motion:
+        done = read_json(run_dir / CALIBRATION_FILE) if (run_dir / CALIBRATION_FILE).is_file() else {}
+        if done.get("iteration") != reached or done.get("schema") != CALIBRATION_SCHEMA:
+            calibrate_run(run_dir, model, ds, data.intr, data.background, cfg.render, dev,
+                          cfg.train.calibrate_frames, cfg.train.max_mouth_gain, reached)
 
 
-def _loop(tr: Trainer, run_dir: Path, start: int, elapsed_before: float, stop_at: int | None) -> None:
+def _loop(tr: Trainer, run_dir: Path, start: int, elapsed_before: float, stop_at: int | None) -> int:
+    """The training loop from iteration ``start``; returns the iteration reached."""
     cfg, world = tr.cfg, tr.world
     iters = int(cfg.train.iters)
     if start >= iters:
         log.info(f"{run_dir} is already trained to iteration {start} (train.iters = {iters}); nothing to do")
-        return
+        return start
     flag = _StopFlag()
     writer = _tensorboard(run_dir, start) if world.is_main else None
     t0 = time.monotonic()
@@ -561,3 +569,4 @@ def _loop(tr: Trainer, run_dir: Path, start: int, elapsed_before: float, stop_at
         log.info(f"{reason} ({it}/{iters} iterations, {minutes:.1f} min); continue with --resume")
     else:
         log.info(f"trained {iters} iterations ({minutes:.1f} min this session); run saved in {run_dir}")
+    return it
