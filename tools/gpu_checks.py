@@ -366,7 +366,7 @@ def step_train(r: Runner, st: Step) -> None:
     if r.args.dry_run:
         cmd = r.cli("-q", "train", str(data), "-o", str(run_dir), "--preset", "tiny", "--iters", "6", "--device", "cpu",
                     "--max-minutes", f"{minutes:.2f}", "--set", "train.checkpoint_every=6",
-                    "--set", "train.eval_every=0", *DRY_MOTION)
+                    "--set", "train.eval_every=0", "--set", "train.calibrate_frames=4", *DRY_MOTION)
     else:
         cmd = r.cli("-q", "train", str(data), "-o", str(run_dir), "--preset", "default", "--device", "cuda",
                     "--max-minutes", f"{minutes:.2f}")
