@@ -48,11 +48,18 @@ def people(tmp_path_factory) -> People:
     return People(folder, manifest)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args: str) -> subprocess.Popen:
+    """``thg-nerf fit-many ARGS`` in a subprocess that takes Ctrl-C even where this process ignores SIGINT (as a
+    background job does)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
            "OMP_WAIT_POLICY": "PASSIVE"}
     return subprocess.Popen([sys.executable, "-m", "thg_nerf.cli.main", "fit-many", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def _record(root: Path, name: str) -> dict:

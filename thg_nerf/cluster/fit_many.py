@@ -46,6 +46,8 @@ SUMMARY_FIELDS = ("name", "status", "minutes", "attempts", "resumed_from", "iter
 PROGRESS_EVERY_S = 0.5
 #: Seconds the driver waits, after Ctrl-C, for interrupted training to write its checkpoint.
 INTERRUPT_GRACE_S = 20.0
+#: Ray's setting of the niceness its workers add to their own (Ray's default: 15).
+WORKER_NICENESS_ENV = "RAY_worker_niceness"
 
 
 class JobsFailedError(ThgError):
@@ -230,6 +232,9 @@ class Cluster:
             raise ThgError("--num-cpus sets the size of a local Ray; it cannot be used with --address")
         try:
             if opts.address is None:
+                # Ray lowers its workers' priority by 15 by default: on a shared machine they would starve
+                # behind any other job, unlike `fit`; they run at this command's own priority instead.
+                os.environ.setdefault(WORKER_NICENESS_ENV, "0")
                 ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=False,
                          logging_level=logging.ERROR, object_store_memory=256 * 1024**2)
             else:
