@@ -16,6 +16,7 @@ Relative paths are relative to the manifest's folder. Every error is one line na
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +76,7 @@ def read_manifest(path: str | Path) -> list[ManifestRow]:
 
 
 def _csv_entries(path: Path, text: str) -> list[tuple[str, dict]]:
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     header = [h.strip() for h in reader.fieldnames or []]
     if not header:
         raise ThgError(f"manifest {path} is empty (expected a header line: name,video,...)")
