@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "setuptools>=64,<81" wheel
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[preprocess,tensorboard,dev,phones,serve]"
+	$(BIN)/python -m pip install -q --disable-pip-version-check --no-build-isolation -e ".[preprocess,tensorboard,dev,phones,serve,cluster]"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -55,6 +55,7 @@ def collect_info(self_test: bool = False) -> dict:
         "face_alignment": ("face-alignment", "alternative landmark backend"),
         "nerfacc": ("nerfacc", "benchmark peer for ray marching"),
         "tinycudann": ("tinycudann", "optional hash-encoding backend"),
+        "ray": ("ray", "fit-many on a cluster"),
     }
     extras = {}
     for module, (dist, purpose) in optional.items():

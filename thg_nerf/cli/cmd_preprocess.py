@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 
-def add_preprocess_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``preprocess`` and ``fit``."""
-    p.add_argument("--audio", metavar="WAV", help="take the audio from this file instead of the video")
+def add_preprocess_args(p: argparse.ArgumentParser, audio: bool = True) -> None:
+    """Options shared by ``preprocess``, ``fit`` and ``fit-many`` (whose manifest gives each person's audio)."""
+    if audio:
+        p.add_argument("--audio", metavar="WAV", help="take the audio from this file instead of the video")
     p.add_argument("--fps", type=float, help="resample the video to this frame rate (default: native)")
     p.add_argument("--size", type=int, help="output frame size in pixels (default: preset, 512)")
     p.add_argument("--crop", choices=["auto", "none"], help="auto: one stable square around head and "

@@ -13,7 +13,7 @@ from thg_nerf import __version__
 from thg_nerf.errors import ThgError
 from thg_nerf.log import get_logger, setup_logging
 
-SUBCOMMANDS = ("info", "preprocess", "train", "fit", "render", "eval", "dub", "verify", "serve")
+SUBCOMMANDS = ("info", "preprocess", "train", "fit", "fit-many", "render", "eval", "dub", "verify", "serve")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_dub,
         cmd_eval,
         cmd_fit,
+        cmd_fit_many,
         cmd_info,
         cmd_preprocess,
         cmd_render,
@@ -50,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"thg-nerf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for mod in (cmd_info, cmd_preprocess, cmd_train, cmd_fit, cmd_render, cmd_eval, cmd_dub, cmd_verify, cmd_serve):
+    for mod in (cmd_info, cmd_preprocess, cmd_train, cmd_fit, cmd_fit_many, cmd_render, cmd_eval, cmd_dub, cmd_verify,
+                cmd_serve):
         mod.register(sub, common)
     return parser
 
