@@ -41,8 +41,9 @@ def test_read_mouth_gain(tmp_path):
 @pytest.mark.slow
 def test_calibration_undoes_a_known_attenuation(trained_synthetic_run, tmp_path):
     """Trained synthetic run, dark-pixel mouth measure: its field renders the mouth at the real amplitude
-    (gain 1). With its motion encoder's input weights scaled by 0.6 (a field that opens the mouth ~0.6x as
-    much), the calibrated gain undoes it (~1/0.6); the run then loads and renders with the stored gain."""
+    (gain 1). With its motion encoder's input weights scaled by 0.5 (a field that opens the mouth less: its
+    response saturates, so not exactly 0.5x), the calibrated gain undoes it; the run then loads and renders
+    with the stored gain."""
     run_dir = tmp_path / "run"
     shutil.copytree(trained_synthetic_run.run_dir, run_dir)
     run = load_run(run_dir, "cpu")
@@ -60,9 +61,9 @@ def test_calibration_undoes_a_known_attenuation(trained_synthetic_run, tmp_path)
     plain = calibrate()
     assert plain is not None and plain["frames"] == 10 and plain["slope_gain_1"] > 0.85, plain
     with torch.no_grad():
-        run.model.motion_encoder[0].weight.mul_(0.6)
+        run.model.motion_encoder[0].weight.mul_(0.5)
     weak = calibrate()
-    assert weak["slope_gain_1"] < plain["slope_gain_1"] - 0.2, (plain, weak)
+    assert weak["slope_gain_1"] < plain["slope_gain_1"] - 0.1, (plain, weak)
     assert weak["mouth_gain"] > plain["mouth_gain"] + 0.3 and weak["mouth_gain"] > 1.4, (plain, weak)
     assert abs(weak["slope_gain_tried"] - plain["slope_gain_1"]) < abs(weak["slope_gain_1"] - plain["slope_gain_1"])
     assert calibrate(max_gain=1.2)["mouth_gain"] <= 1.2

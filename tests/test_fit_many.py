@@ -24,7 +24,7 @@ ITERS = 60
 FIT_ARGS = ["--num-cpus", "2", "--iters", str(ITERS), "--set", "train.checkpoint_every=5", "--set",
             "train.batch_rays=256", "--set", "train.max_samples_per_ray=24", "--set", "motion.iters=20",
             "--set", "motion.hidden=16", "--set", "motion.seq_len=16", "--set", "motion.augment.copies=0",
-            "--set", "render.max_steps=48"]
+            "--set", "render.max_steps=48", "--set", "train.calibrate_frames=0"]
 
 
 @dataclass
