@@ -224,8 +224,8 @@ def spawn(fn: Callable, nproc: int, args: tuple = (), kwargs: dict | None = None
         for p in procs:
             p.start()
         while _running(procs) and not _failed(procs):
-            try:
-                wait([p.sentinel for p in _running(procs)])
+            try:  # with a timeout: a sentinel can stay open after its rank ended (seen once in CI)
+                wait([p.sentinel for p in _running(procs)], timeout=1.0)
             except KeyboardInterrupt:
                 interrupts += 1
                 for p in _running(procs):
@@ -239,7 +239,7 @@ def spawn(fn: Callable, nproc: int, args: tuple = (), kwargs: dict | None = None
     failed = _failed(procs)
     if interrupts or any(p.exitcode == 130 for p in procs):
         raise KeyboardInterrupt
-    if not failed:
+    if not failed and errors.empty():
         return
     if not errors.empty():  # the first report is the cause; later ones are usually other ranks losing it
         rank, msg, code = errors.get()
@@ -249,7 +249,19 @@ def spawn(fn: Callable, nproc: int, args: tuple = (), kwargs: dict | None = None
 
 
 def _running(procs: list) -> list:
-    return [p for p in procs if p.pid is not None and p.exitcode is None]
+    return [p for p in procs if p.pid is not None and not _ended(p)]
+
+
+def _ended(p) -> bool:
+    """Whether rank process ``p`` has ended, also when its exit status was collected elsewhere (then a
+    failure shows only through the error queue)."""
+    if p.exitcode is not None:
+        return True
+    try:
+        os.kill(p.pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
 
 def _failed(procs: list) -> list:
