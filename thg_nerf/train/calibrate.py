@@ -41,16 +41,30 @@ CALIBRATION_FILE = "calibration.json"
 SCHEMA = 1
 
 
-def read_mouth_gain(run_dir: str | Path) -> float:
-    """The run's calibrated mouth gain (1.0 when the run has none)."""
+def _read_calibration(run_dir: str | Path, warn: bool = True) -> dict | None:
+    """The run's calibration record (None when it has none, or one of another schema)."""
     path = Path(run_dir) / CALIBRATION_FILE
     if not path.is_file():
-        return 1.0
+        return None
     data = read_json(path)
     if int(data.get("schema", 0)) != SCHEMA:
-        log.warning("%s has schema %s (expected %d); ignoring it (mouth gain 1)", path, data.get("schema"), SCHEMA)
-        return 1.0
-    return float(data["mouth_gain"])
+        if warn:
+            log.warning("%s has schema %s (expected %d); ignoring it (mouth gain 1)", path, data.get("schema"),
+                        SCHEMA)
+        return None
+    return data
+
+
+def read_mouth_gain(run_dir: str | Path) -> float:
+    """The run's calibrated mouth gain (1.0 when the run has none)."""
+    data = _read_calibration(run_dir)
+    return 1.0 if data is None else float(data["mouth_gain"])
+
+
+def calibrated_at(run_dir: str | Path) -> int | None:
+    """The training iteration the run's mouth gain was calibrated at (None: not calibrated)."""
+    data = _read_calibration(run_dir, warn=False)
+    return None if data is None or data.get("iteration") is None else int(data["iteration"])
 
 
 def _slope(rendered: np.ndarray, real: np.ndarray) -> float | None:

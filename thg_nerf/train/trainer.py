@@ -43,10 +43,9 @@ from thg_nerf.render.rays import pixel_rays, pixel_uv
 from thg_nerf.render.volume import HeadConditions, composite_layers, render_head_train, render_image
 from thg_nerf.train import checkpoint as ckpt
 from thg_nerf.train import distributed as dist
-from thg_nerf.train.calibrate import CALIBRATION_FILE, calibrate_run
-from thg_nerf.train.calibrate import SCHEMA as CALIBRATION_SCHEMA
+from thg_nerf.train.calibrate import calibrate_run, calibrated_at
 from thg_nerf.train.distributed import World
-from thg_nerf.utils.fs import atomic_dir, read_json, write_json
+from thg_nerf.utils.fs import atomic_dir, write_json
 
 log = get_logger(__name__)
 
@@ -503,8 +502,7 @@ def _train(run_dir: Path, data_dir: str | Path, cfg: Config, resume: bool, dev: 
     elapsed_before = float(state.get("elapsed_s", 0.0))
     reached = _loop(trainer, run_dir, start, elapsed_before, stop_at)
     if world.is_main and reached >= cfg.train.iters and model.conditioned_on_motion:
-        done = read_json(run_dir / CALIBRATION_FILE) if (run_dir / CALIBRATION_FILE).is_file() else {}
-        if done.get("iteration") != reached or done.get("schema") != CALIBRATION_SCHEMA:
+        if calibrated_at(run_dir) != reached:
             calibrate_run(run_dir, model, ds, data.intr, data.background, cfg.render, dev,
                           cfg.train.calibrate_frames, cfg.train.max_mouth_gain, reached)
 
