@@ -236,7 +236,8 @@ class Cluster:
                 # behind any other job, unlike `fit`; they run at this command's own priority instead.
                 os.environ.setdefault(WORKER_NICENESS_ENV, "0")
                 ray.init(num_cpus=opts.num_cpus, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, object_store_memory=256 * 1024**2)
+                         logging_level=logging.ERROR, object_store_memory=256 * 1024**2,
+                         _node_ip_address="127.0.0.1")  # a local Ray listens on loopback only
             else:
                 ray.init(address=opts.address, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as e:
