@@ -19,7 +19,7 @@ Parts (``--parts``, default all):
   shared, so the load is the same for both): the dub step (region, render, resample, match, blend; with the
   matching ring on one frame in ``match_every``) against the full render at the same (tracking) size. Mouth
   opening (mediapipe landmarks) of the dubbed frames against the real frames'.
-- ``crf``: the first 30 validation frames, unchanged, through the same writer at CRF 18/14/12/10: the floor
+- ``crf``: the first 30 validation frames, unchanged, through the same writer at CRF 18/14/12/10/8/6: the floor
   under the untouched pixels (mark + second encode), which sets ``DUB_CRF``.
 - ``cast``: the same segment with a colour cast and more contrast (ffmpeg ``CAST``), tracked as a recording of
   its own and dubbed with its own audio, every 4th frame blended with and without matching.
@@ -348,12 +348,14 @@ def part_crf(run_dir: Path, media: Path, work: Path, n: int = 30) -> dict:
     size = (frames[0].shape[1], frames[0].shape[0])
     marker = watermarker_for_run(run_dir / "run.json", "dub")
     res = {"mark_only": round(float(np.mean([masked_psnr(marker.mark(f), f) for f in frames])), 2)}
-    for crf in (18, 14, 12, 10):
+    for crf in (18, 14, 12, 10, 8, 6):
         out = work / f"crf_{crf}.mp4"
         with open_output(out, size, 30.0, crf=crf, marker=watermarker_for_run(run_dir / "run.json", "dub")) as w:
             for f in frames:
                 w.write(f)
-        res[f"crf_{crf}"] = round(float(np.mean([masked_psnr(d, f) for d, f in zip(iter_frames(out), frames)])), 2)
+        psnr = [masked_psnr(d, f) for d, f in zip(iter_frames(out), frames)]
+        res[f"crf_{crf}"] = round(float(np.mean(psnr)), 2)
+        res[f"crf_{crf}_min"] = round(float(np.min(psnr)), 2)
         res[f"crf_{crf}_kbytes_per_s"] = round(out.stat().st_size / 1024 / (n / 30.0), 1)
     return res
 

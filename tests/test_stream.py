@@ -116,7 +116,8 @@ def head(trained_synthetic_run):
 
 
 @pytest.mark.slow
-def test_fast_path_equals_full_render(head):
+def test_fast_path_equals_full_render(head, monkeypatch):
+    from thg_nerf.render import fastpath
     from thg_nerf.render.blinks import eye_levels
     from thg_nerf.render.fastpath import StaticFrameRenderer
     from thg_nerf.render.poses import static_pose
@@ -134,6 +135,10 @@ def test_fast_path_equals_full_render(head):
         got = fast.render(motion[i], eye)
         full = run.render_frame(c2w, motion, i, eye)
         assert psnr(got["fg"], full["fg"]) >= 40.0 and psnr(got["alpha"], full["alpha"]) >= 40.0
+    whole = fast.render_region(motion[11], 0.5)
+    monkeypatch.setattr(fastpath, "SHADE_CHUNK", max(1, fast.info.samples // 5 + 3))  # shaded in 6 chunks
+    for a, b in zip(fast.render_region(motion[11], 0.5), whole):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.slow

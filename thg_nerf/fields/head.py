@@ -71,47 +71,58 @@ class HeadField(nn.Module):
     def point_cache(self, x: torch.Tensor) -> PointCache:
         """The condition-independent terms at world points ``x`` [N, 3] (for :meth:`forward_cached`)."""
         first = self.sigma_net[0]
+        n_gates = self.audio_gate.out_features + int(self.eye_gate is not None)
         if x.shape[0] == 0:
-            def empty(d: int) -> torch.Tensor:
-                return torch.zeros(0, d, device=x.device)
-
-            return PointCache(empty(first.out_features), empty(self.audio_gate.out_features),
-                              empty(1) if self.eye_gate is not None else None)
+            return PointCache(torch.zeros(0, first.out_features, device=x.device),
+                              torch.zeros(0, n_gates, device=x.device))
         h = self.encoder(self.normalize(x))
         pre = torch.nn.functional.linear(h, first.weight[:, :h.shape[1]], first.bias)
-        gate_eye = torch.sigmoid(self.eye_gate(h)) if self.eye_gate is not None else None
-        return PointCache(pre, torch.sigmoid(self.audio_gate(h)), gate_eye)
+        gates = [self.audio_gate(h)] + ([self.eye_gate(h)] if self.eye_gate is not None else [])
+        return PointCache(pre, torch.sigmoid(torch.cat(gates, dim=1)))
 
     def forward_cached(self, cache: PointCache, audio: torch.Tensor, eye: torch.Tensor | None,
                        ind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`forward` at the points of ``cache`` for one frame's ``audio`` [1, A], ``eye`` [1, 1] and
-        ``ind`` [1, I]: density [N] and RGB [N, 3]; only the condition-dependent layers run."""
-        first = self.sigma_net[0]
-        a_dim = audio.shape[1]
-        h_dim = first.weight.shape[1] - a_dim - int(self.eye_gate is not None)
-        pre = cache.pre + (cache.gate_audio * audio) @ first.weight[:, h_dim:h_dim + a_dim].T
-        if cache.gate_eye is not None:
-            e = eye if eye is not None else torch.zeros(1, 1, device=pre.device)
-            pre = pre + (cache.gate_eye * e) * first.weight[:, h_dim + a_dim]
-        out = self.sigma_net[1:](pre)
-        geo = out[:, 1:]
+        ``ind`` [1, I]: density [N] and RGB [N, 3]; only the condition-dependent layers run.
+
+        The frame's conditions are folded into the weights: into the first density layer (one multiply-add
+        with the cached gates) and, since the geometry features enter the colour network without an
+        activation, the density output layer and the first colour layer become one layer. Callers with many
+        points pass them in cache-sized chunks (``PointCache.chunk``).
+        """
+        first, last = self.sigma_net[0], self.sigma_net[-1]
+        cond = audio if self.eye_gate is None else torch.cat(
+            [audio, eye if eye is not None else torch.zeros(1, 1, device=audio.device)], dim=1)
+        h_dim = first.weight.shape[1] - cond.shape[1]
+        pre = torch.addmm(cache.pre, cache.gate, (first.weight[:, h_dim:] * cond.to(first.weight.dtype)).T)
+        hidden = self.sigma_net[1:-1](pre)
         col_first = self.color_net[0]
-        g_dim = geo.shape[1]
-        bias = torch.nn.functional.linear(ind.to(geo.dtype), col_first.weight[:, g_dim:], col_first.bias)
-        hidden = torch.nn.functional.linear(geo, col_first.weight[:, :g_dim], bias)
-        rgb = torch.sigmoid(self.color_net[1:](hidden).float())
+        g_dim = last.out_features - 1
+        w_geo = col_first.weight[:, :g_dim]  # [C, G]
+        bias_col = torch.nn.functional.linear(ind.to(w_geo.dtype), col_first.weight[:, g_dim:], col_first.bias)
+        weight = torch.cat([last.weight[:1], w_geo @ last.weight[1:]])  # [1 + C, H]
+        bias = torch.cat([last.bias[:1], w_geo @ last.bias[1:] + bias_col[0]])
+        out = torch.nn.functional.linear(hidden, weight, bias)
+        rgb = torch.sigmoid(self.color_net[1:](out[:, 1:]).float())
         return trunc_exp(out[:, 0].float()), rgb
 
 
 @dataclass
 class PointCache:
     """Condition-independent terms of :class:`HeadField` at fixed points (the samples of a static camera):
-    ``pre`` [N, H] the point's share of the first density layer, ``gate_audio`` [N, A], ``gate_eye`` [N, 1]."""
+    ``pre`` [N, H] the point's share of the first density layer, ``gate`` [N, A (+1)] its audio (and eye)
+    gates."""
 
     pre: torch.Tensor
-    gate_audio: torch.Tensor
-    gate_eye: torch.Tensor | None
+    gate: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.pre.shape[0])
+
+    def chunk(self, start: int, stop: int) -> PointCache:
+        """Rows ``start:stop`` of every term (views, no copy)."""
+        return PointCache(self.pre[start:stop], self.gate[start:stop])
 
     def take(self, idx: torch.Tensor) -> PointCache:
         """The rows ``idx`` [K] of every term."""
-        return PointCache(self.pre[idx], self.gate_audio[idx], None if self.gate_eye is None else self.gate_eye[idx])
+        return PointCache(self.pre[idx], self.gate[idx])

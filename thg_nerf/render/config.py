@@ -75,5 +75,8 @@ class FastPathConfig:
     """Pixels added around the condition-dependent ones."""
     margin: int = 2
     """Samples kept behind the last one any probe composites (early termination drops the others)."""
+    min_weight: float = 1e-4
+    """Samples in front of that whose compositing weight stays below this under every probe are dropped
+    (each changes its pixel by less than this fraction of full scale; 0 keeps them all)."""
     seed: int = 0
     """Seed of the probe directions."""

@@ -56,8 +56,9 @@ LOOPS = ("pingpong", "trim")
 #: Ring pixels needed before colour / sharpness statistics are trusted (otherwise the previous ones are kept).
 MIN_RING_PIXELS = 24
 #: H.264 quality of dubbed videos: the footage is encoded a second time and carries the provenance mark (about
-#: 42.5 dB on its own), so the untouched part stays at about 40 dB against the input (docs/BENCHMARKS.md, Dub).
-DUB_CRF = 12
+#: 42.5 dB on its own), so the untouched part stays >= 40 dB against the input only at CRF 8 or better
+#: (every frame; CRF 12 dips to 39.8 dB: docs/BENCHMARKS.md, Dub).
+DUB_CRF = 8
 
 
 def default_cache_dir() -> Path:

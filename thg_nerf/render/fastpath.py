@@ -34,6 +34,9 @@ from thg_nerf.render.volume import composite_layers
 log = get_logger(__name__)
 
 BUILD_CHUNK_RAYS = 4096
+#: Samples shaded per call of the field's cached forward: small enough that the per-sample intermediates of
+#: the tiny MLPs stay in the CPU cache (docs/BENCHMARKS.md, Serve).
+SHADE_CHUNK = 65536
 
 
 @dataclass
@@ -171,15 +174,30 @@ class StaticFrameRenderer:
         """Densities [S] of the samples, composited colour [R, 3] and final transmittance [R]."""
         m = self.model
         eye_t = torch.tensor([[eye]], device=self.device) if m.cfg.use_eye else None
-        sigma, rgb = m.head.forward_cached(s.cache, code, eye_t, self.ind_head)
+        sigma, rgb = self._field(s.cache, code, eye_t)
         w = composite(sigma, s.t0, s.t0 + m.step_size, s.ray, s.n_rays, self.rcfg.early_stop_transmittance)
         tau = torch.zeros(s.n_rays, device=self.device).index_add_(0, s.ray, sigma * m.step_size)
         return sigma, accumulate(w, rgb, s.ray, s.n_rays), torch.exp(-tau)
 
+    def _field(self, cache: PointCache, code: torch.Tensor, eye: torch.Tensor | None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Density [S] and RGB [S, 3] of cached samples, shaded in chunks of :data:`SHADE_CHUNK` on a CPU."""
+        head, n = self.model.head, len(cache)
+        if self.device.type != "cpu" or n <= SHADE_CHUNK:
+            return head.forward_cached(cache, code, eye, self.ind_head)
+        sigma = torch.empty(n, device=self.device)
+        rgb = torch.empty(n, 3, device=self.device)
+        for a in range(0, n, SHADE_CHUNK):
+            sigma[a:a + SHADE_CHUNK], rgb[a:a + SHADE_CHUNK] = head.forward_cached(
+                cache.chunk(a, a + SHADE_CHUNK), code, eye, self.ind_head)
+        return sigma, rgb
+
     def _prune(self, s: _Samples, conditions: list[tuple[np.ndarray, float]]) -> _Samples:
-        """Drop the samples more than ``cfg.margin`` behind the last one that any condition composites."""
+        """Drop the samples more than ``cfg.margin`` behind the last one that any condition composites, and
+        those in front of it whose compositing weight stays below ``cfg.min_weight`` under every condition."""
         early = self.rcfg.early_stop_transmittance
         last = torch.full((s.n_rays,), -1, dtype=torch.long, device=self.device)
+        heaviest = torch.zeros(s.ray.numel(), device=self.device)
         counts = torch.bincount(s.ray, minlength=s.n_rays)
         starts = torch.cumsum(counts, 0) - counts
         for motion, eye in conditions:
@@ -187,9 +205,13 @@ class StaticFrameRenderer:
             tau = (sigma * self.model.step_size).double()
             cs = torch.cumsum(tau, 0)
             base = torch.where(starts > 0, cs[(starts - 1).clamp_min(0)], torch.zeros_like(cs[:1]).expand(s.n_rays))
-            live = torch.exp(-(cs - tau - base[s.ray])) >= early  # transmittance in front of each sample
+            trans = torch.exp(-(cs - tau - base[s.ray]))  # transmittance in front of each sample
+            live = trans >= early
             last = last.scatter_reduce(0, s.ray, torch.where(live, s.slot, -1), "amax")
-        return s.keep(s.slot <= last[s.ray] + self.cfg.margin)
+            weight = torch.where(live, trans * -torch.expm1(-tau), torch.zeros_like(trans)).float()
+            heaviest = torch.maximum(heaviest, weight)
+        behind = s.slot > last[s.ray]
+        return s.keep((s.slot <= last[s.ray] + self.cfg.margin) & (behind | (heaviest >= self.cfg.min_weight)))
 
     def _code(self, motion: np.ndarray) -> torch.Tensor:
         """The head field's condition code [1, A] of one motion code [M]."""
