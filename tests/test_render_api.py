@@ -35,6 +35,7 @@ class StandInRun:
         self.device = torch.device("cpu")
         self.fps = FPS
         self.audio_spec = audio_spec
+        self.motion_model = None  # conditions are the features themselves: no fast path
         rot, trans = S.head_motion(100, FPS, 6.0, 0, self.scene)
         self.train_c2w = S.c2w_from_rt(rot, trans).astype(np.float32)
         self.train_eye = S.blink_signal(100, FPS, 0).astype(np.float32)
@@ -442,6 +443,26 @@ def test_e2e_audio_motion_render_chain_follows_the_envelope(trained_head, traine
     predicted = mm.mouth(mm.predict(plan.features))
     assert corr(predicted, env) >= 0.9, corr(predicted, env)  # audio -> motion
     assert corr(talk, env) >= 0.9, (corr(talk, env), talk, env)  # ... -> image
+
+
+@pytest.mark.slow
+def test_e2e_static_renders_take_the_fast_path_and_equal_full_renders(trained_head):
+    import torch
+
+    from thg_nerf.train.metrics import psnr
+
+    speech = speech_like(0.8, SR, seed=5)  # 20 frames
+    plan = trained_head.plan(speech, SR, poses="static", blink="auto")
+    assert plan.n_frames >= TH.FAST_MIN_FRAMES and trained_head._static_renderer(plan) is not None
+    fast = list(trained_head.render_plan(plan))
+    full = list(trained_head.render_plan(plan, fast=False))
+    for a, b in zip(fast, full, strict=True):
+        assert psnr(torch.from_numpy(a) / 255.0, torch.from_numpy(b) / 255.0) >= 40.0
+    assert max(np.abs(a.astype(int) - b).max() for a, b in zip(fast, full)) <= 2
+    assert np.ptp([f.astype(float).mean() for f in fast]) > 0  # the frames do change (the mouth moves)
+    # a moving camera or a short plan renders every pixel
+    assert trained_head._static_renderer(trained_head.plan(speech, SR, poses="orbit")) is None
+    assert trained_head._static_renderer(trained_head.plan(speech[:SR // 5], SR, poses="static")) is None
 
 
 @pytest.mark.slow

@@ -38,4 +38,6 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
     p.add_argument("--start", type=float, help="start time in the audio (s)")
     p.add_argument("--end", type=float, help="end time in the audio (s)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    p.add_argument("--no-fast-path", action="store_true",
+                   help="render every pixel of every frame even when the camera is fixed (--pose static)")
     p.set_defaults(func=run)

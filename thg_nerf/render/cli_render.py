@@ -44,4 +44,4 @@ def render_from_args(args: argparse.Namespace) -> Path:
     return head.render_to_file(
         args.audio, args.output, poses=args.pose, blink=args.blink, bg=args.bg, size=args.size, fps=args.fps,
         start=args.start, end=args.end, orbit_deg=args.orbit_deg, orbit_period=args.orbit_period, yaw=args.yaw,
-        pitch=args.pitch, roll=args.roll, smooth=args.smooth)
+        pitch=args.pitch, roll=args.roll, smooth=args.smooth, fast=not args.no_fast_path)

@@ -153,10 +153,8 @@ class FrameRenderer:
         if fast and pose == "static":
             from thg_nerf.render.fastpath import StaticFrameRenderer
 
-            w, h = self.size
-            intr = run.intrinsics if (w, h) == (run.intrinsics.w, run.intrinsics.h) else run.intrinsics.scaled(w, h)
-            self.fast = StaticFrameRenderer(run.model, self._base, intr, run.cfg.render, run.device, fast_cfg,
-                                            eye_levels=eye_levels(run.train_eye))
+            self.fast = StaticFrameRenderer(run.model, self._base, run.intrinsics_at(self.size), run.cfg.render,
+                                            run.device, fast_cfg, eye_levels=eye_levels(run.train_eye))
             self._pixels = self.fast.pixels.cpu().numpy()
             self._bg_region = self._bg.reshape(-1, 3)[self.fast.pixels]
             self._base_frame = self._composite(self.fast.base_fg, self.fast.base_alpha, self._bg)

@@ -23,7 +23,7 @@ import numpy as np
 from thg_nerf.errors import ThgError
 from thg_nerf.log import get_logger, progress
 from thg_nerf.provenance import Watermarker, watermarker_for_run
-from thg_nerf.render.blinks import blink_signal
+from thg_nerf.render.blinks import blink_signal, eye_levels
 from thg_nerf.render.output import (
     check_background,
     convert_audio,
@@ -37,6 +37,7 @@ from thg_nerf.render.poses import PosePath, build_pose_path, finish_path
 if TYPE_CHECKING:
     import torch
 
+    from thg_nerf.render.fastpath import StaticFrameRenderer
     from thg_nerf.train.checkpoint import LoadedRun
 
 log = get_logger(__name__)
@@ -46,6 +47,9 @@ FEATURE_SR = 16000
 MAX_FPS = 240.0
 MAX_SIZE = 4096
 _PATH_ONLY = ("orbit_deg", "orbit_period")
+#: Fewest frames of a fixed-camera plan rendered with the fast path: building it costs about as much as
+#: 6-10 full frames (docs/BENCHMARKS.md, Serve).
+FAST_MIN_FRAMES = 16
 
 
 @dataclass
@@ -184,8 +188,13 @@ class TalkingHead:
         plan = self.plan(audio, sr, poses, blink, bg, size, fps, features=features, seed=seed, **pose_options)
         return self.render_plan(plan)
 
-    def render_plan(self, plan: RenderPlan) -> Iterator[np.ndarray]:
-        """Yield the frames of a plan (uint8 [H, W, 3], or [H, W, 4] when ``plan.background`` is None)."""
+    def render_plan(self, plan: RenderPlan, fast: bool = True) -> Iterator[np.ndarray]:
+        """Yield the frames of a plan (uint8 [H, W, 3], or [H, W, 4] when ``plan.background`` is None).
+
+        ``fast``: a plan whose camera never moves (``poses="static"``) and has at least
+        :data:`FAST_MIN_FRAMES` frames is rendered with the static-camera fast path
+        (``thg_nerf.render.fastpath``; the same frames within rounding, docs/BENCHMARKS.md, Serve).
+        """
         import torch
 
         device = self.run.device
@@ -194,11 +203,27 @@ class TalkingHead:
         bg = None
         if plan.background is not None:
             bg = torch.from_numpy(np.require(plan.background, np.uint8, ["C", "W"])).to(device).float() / 255.0
+        static = self._static_renderer(plan) if fast else None
         for i in range(plan.n_frames):
             with torch.inference_mode():
-                out = self.run.render_frame(plan.poses.c2w[i], feats, i, float(plan.eyes[i]), size=plan.size)
+                if static is not None:
+                    out = static.render(cond[i], float(plan.eyes[i]))
+                else:
+                    out = self.run.render_frame(plan.poses.c2w[i], feats, i, float(plan.eyes[i]), size=plan.size)
                 frame = composite(out["fg"], out["alpha"], bg)
             yield frame
+
+    def _static_renderer(self, plan: RenderPlan) -> StaticFrameRenderer | None:
+        """The fast path for ``plan`` when its camera is fixed, the run motion-conditioned and the plan long
+        enough to repay building it; else None."""
+        c2w = np.asarray(plan.poses.c2w)
+        if (plan.n_frames < FAST_MIN_FRAMES or self.run.motion_model is None
+                or not np.allclose(c2w, c2w[:1], rtol=0.0, atol=1e-6)):
+            return None
+        from thg_nerf.render.fastpath import StaticFrameRenderer
+
+        return StaticFrameRenderer(self.run.model, c2w[0], self.run.intrinsics_at(plan.size), self.run.cfg.render,
+                                   self.run.device, eye_levels=eye_levels(self.run.train_eye))
 
     def provenance_marker(self, tool: str = "render") -> Watermarker:
         """The provenance mark of this run's outputs (``tool``: render, dub, serve); see docs/PROVENANCE.md."""
@@ -239,11 +264,12 @@ class TalkingHead:
                        poses: PosePath | np.ndarray | str = "track", blink: str = "auto", bg: str = "plate",
                        size: int | tuple[int, int] | None = None, fps: float | None = None,
                        start: float | None = None, end: float | None = None, seed: int = 0, crf: int = 18,
-                       **pose_options: float) -> Path:
+                       fast: bool = True, **pose_options: float) -> Path:
         """Render ``audio_path`` (cut to ``[start, end)`` s) into ``out`` with the audio muxed in.
 
         ``out``: ``.mp4`` (H.264 + AAC), ``.webm`` (VP9 + Opus, alpha with ``bg="alpha"``) or a folder (PNG
-        sequence + ``audio.wav``); written atomically. Other arguments as in :meth:`frames`. Returns ``out``.
+        sequence + ``audio.wav``); written atomically. ``fast``: see :meth:`render_plan`. Other arguments as in
+        :meth:`frames`. Returns ``out``.
         """
         from thg_nerf.audio.io import load_audio
 
@@ -266,7 +292,7 @@ class TalkingHead:
             convert_audio(audio_path, audio_seg, start, end)
             with open_output(out, plan.size, plan.fps, alpha=plan.background is None, audio_path=audio_seg,
                              crf=crf, marker=self.provenance_marker("render")) as writer:
-                for frame in progress(self.render_plan(plan), total=plan.n_frames, desc="rendering", unit="frame"):
+                for frame in progress(self.render_plan(plan, fast), total=plan.n_frames, desc="rendering", unit="frame"):
                     writer.write(frame)
         dt = time.perf_counter() - t0
         log.info("wrote %s (%d frames in %.1f s, %.2f frames/s)", out, plan.n_frames, dt, plan.n_frames / dt)

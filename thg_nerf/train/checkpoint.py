@@ -277,10 +277,13 @@ class LoadedRun:
             raise ThgError(f"{what} have shape {tuple(cond.shape)}, the run needs [n, {', '.join(map(str, need))}]")
         if not 0 <= index < len(cond):
             raise ThgError(f"frame index {index} outside the conditions (n = {len(cond)})")
+        return render_image(self.model, np.asarray(c2w, dtype=np.float32), self.intrinsics_at(size), cond, index,
+                            float(eye), self.cfg.render, self.device)
+
+    def intrinsics_at(self, size: tuple[int, int] | None) -> Intrinsics:
+        """The camera intrinsics for ``(w, h)`` output frames (None: the training size)."""
         w, h = size if size is not None else (self.intrinsics.w, self.intrinsics.h)
-        intr = self.intrinsics if (w, h) == (self.intrinsics.w, self.intrinsics.h) else self.intrinsics.scaled(w, h)
-        return render_image(self.model, np.asarray(c2w, dtype=np.float32), intr, cond, index, float(eye),
-                            self.cfg.render, self.device)
+        return self.intrinsics if (w, h) == (self.intrinsics.w, self.intrinsics.h) else self.intrinsics.scaled(w, h)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device | None = None) -> LoadedRun:
