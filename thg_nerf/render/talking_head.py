@@ -292,7 +292,8 @@ class TalkingHead:
             convert_audio(audio_path, audio_seg, start, end)
             with open_output(out, plan.size, plan.fps, alpha=plan.background is None, audio_path=audio_seg,
                              crf=crf, marker=self.provenance_marker("render")) as writer:
-                for frame in progress(self.render_plan(plan, fast), total=plan.n_frames, desc="rendering", unit="frame"):
+                frames = self.render_plan(plan, fast)
+                for frame in progress(frames, total=plan.n_frames, desc="rendering", unit="frame"):
                     writer.write(frame)
         dt = time.perf_counter() - t0
         log.info("wrote %s (%d frames in %.1f s, %.2f frames/s)", out, plan.n_frames, dt, plan.n_frames / dt)
