@@ -27,7 +27,7 @@ def test_cpu_hash_encoding_matches_ops_reference(dim, log2, levels):
     x = (torch.rand(3000, dim) * 1.2 - 0.1).requires_grad_(True)  # includes points outside [0, 1] (clamped)
     ours = grid(x)
     ref = hash_encode_torch(x, grid.embeddings, grid.offsets, grid.resolutions)
-    assert torch.equal(ours, ref)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-6)  # the same sums, in another order
     w = torch.randn_like(ours)
     g_emb, g_x = torch.autograd.grad((ours * w).sum(), [grid.embeddings, x])
     r_emb, r_x = torch.autograd.grad((ref * w).sum(), [grid.embeddings, x])

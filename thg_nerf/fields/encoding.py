@@ -3,7 +3,8 @@
 On the CPU the encoding runs :class:`_HashEncodeCPU`, a vectorised implementation of exactly the same
 function as the ops reference (same vertex indexing, same weights; checked against ``hash_encode_torch`` in
 ``tests/test_fields.py``): all levels at once, per-axis index terms combined per corner instead of
-materialising ``[N, L, 2^D, D]`` vertex tensors, and a hand-written backward (one ``index_add_`` for the table,
+materialising ``[N, L, 2^D, D]`` vertex tensors, the corners' weighted sum as one ``embedding_bag``, and a
+hand-written backward (one ``index_add_`` for the table,
 analytic gradient for the points). It is 2-3x faster than the reference on 2 cores. CUDA tensors go
 through :func:`thg_nerf.ops.hash_encode` (the CUDA kernels).
 """
@@ -66,8 +67,10 @@ class _HashEncodeCPU(torch.autograd.Function):
             w_parts.append(torch.stack(w, -1))
         idx = torch.cat(idx_parts, 1) if len(idx_parts) > 1 else idx_parts[0]  # [N, L, C]
         w = torch.cat(w_parts, 1) if len(w_parts) > 1 else w_parts[0]  # [N, L, C]
-        feat = embeddings[idx]  # [N, L, C, F]
-        out = (w.to(feat.dtype)[..., None] * feat).sum(2)
+        corners = idx.shape[-1]
+        # the corner rows' weighted sum, without materialising the [N, L, C, F] gather
+        out = torch.nn.functional.embedding_bag(idx.reshape(-1, corners), embeddings, mode="sum",
+                                                per_sample_weights=w.reshape(-1, corners).to(embeddings.dtype))
         ctx.save_for_backward(idx, w, frac, inside, res, embeddings)
         return out.reshape(n, -1)
 
