@@ -35,6 +35,9 @@ VARIANTS = {
     "mel+aug+lifter8": {"features": "mel", "lifter": 8},
     "mel+aug+lifter+h32": {"features": "mel", "lifter": 12, "hidden": 32},
     "mel+aug+lifter+drop30": {"features": "mel", "lifter": 12, "dropout": 0.3},
+    "mel+aug+lifter+widewarp": {"features": "mel", "lifter": 12,
+                                "augment": {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}},
+    "mel+aug+lifter+ctx6": {"features": "mel", "lifter": 12, "context_frames": 6},
 }
 
 

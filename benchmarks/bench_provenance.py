@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """Provenance watermark: detection rate per transformation, false positives, PSNR, embed and verify speed.
 
-Usage: python benchmarks/bench_provenance.py [--trials 20] [--null-trials 40] [--json OUT]
+Usage: python benchmarks/bench_provenance.py [--trials 20] [--null-trials 40] [--json OUT] [--run RUN --drive WAV]
 
 Marked hosts are written the way ``render`` writes its output (``open_output``, H.264 CRF 18): the real
 talking-head clips of ../shared/media (when present; first 20 s of the macron clip, all of katiehill) and
-10 s synthetic renders over a textured and over a flat plate (``thg_nerf.testing.provenance``). Each trial
+10 s synthetic renders over a textured and over a flat plate (``thg_nerf.testing.provenance``), and with
+``--run`` 10 s of that run rendered at 512² over a flat white background (``render --bg white``). Each trial
 cuts a random 3-second excerpt of a host (round robin), applies one transformation, re-encodes it with x264
 (CRF 23; CRF 35 for the re-encoding row) and runs ``verify``; a trial counts as detected when the mark is
 found with the exact payload. False positives: random 3 s excerpts and whole files of the unmarked clips and
@@ -75,10 +76,23 @@ def cut(src: Path, dst: Path, start: float, options: list[str], duration: float 
                     "-t", f"{duration:.3f}", "-an", *options, str(dst)], check=True)
 
 
-def write_hosts(tmp: Path) -> tuple[dict[str, tuple[Path, float, float]], dict[str, tuple[Path, float, float]], dict]:
+def render_host(run: Path, drive: Path, seconds: float = 10.0, size: int = 512) -> tuple[list[np.ndarray], float]:
+    """Unmarked frames of a real run saying ``drive`` over a flat white background (static camera)."""
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.render.talking_head import TalkingHead
+
+    head = TalkingHead.load(run)
+    wave = load_audio(drive, 16000, end=seconds)
+    return list(head.frames(wave, 16000, poses="static", bg="white", size=size)), head.fps
+
+
+def write_hosts(tmp: Path, run: Path | None = None, drive: Path | None = None
+                ) -> tuple[dict[str, tuple[Path, float, float]], dict[str, tuple[Path, float, float]], dict]:
     """Marked and unmarked host videos {name: (path, fps, duration)} and embedding statistics."""
     marker = Watermarker(PAYLOAD)
     sources: dict[str, tuple[list[np.ndarray], float]] = {}
+    if run is not None and drive is not None:
+        sources["render-white"] = render_host(run, drive)
     if MEDIA.is_dir():
         for name, seconds in (("macron_50s_512px_30fps.mp4", 20.0), ("katiehill_8s_512px_25fps.mp4", 8.0)):
             if (MEDIA / name).is_file():
@@ -100,7 +114,7 @@ def write_hosts(tmp: Path) -> tuple[dict[str, tuple[Path, float, float]], dict[s
             psnrs.append(10 * np.log10(255 ** 2 / mse) if mse > 0 else np.inf)
             if name == "synthetic-flat":  # the flat plate (corners, away from the head)
                 flat_changed.append(float((m[:64, :64] != f[:64, :64]).mean()))
-        if name.startswith("synthetic"):
+        if name.startswith(("synthetic", "render")):
             path = tmp / f"{name}_unmarked.mp4"
             with VideoWriter(path, frames[0].shape[1::-1], fps, crf=18) as w:
                 for f in frames:
@@ -148,13 +162,16 @@ def main() -> None:
     p.add_argument("--null-trials", type=int, default=40, help="random unmarked excerpts")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run", type=Path, help="also a host rendered by this run over a white background (10 s, "
+                   "512², static camera), saying --drive")
+    p.add_argument("--drive", type=Path, help="the audio of the --run host")
     args = p.parse_args()
     setup_logging(quiet=True)
     rng = np.random.default_rng(args.seed)
     results: dict = {"payload": PAYLOAD.to_dict()}
     with tempfile.TemporaryDirectory(prefix="bench_prov_") as td:
         tmp = Path(td)
-        marked, unmarked, stats = write_hosts(tmp)
+        marked, unmarked, stats = write_hosts(tmp, args.run, args.drive)
         results["hosts_marked"] = sorted(marked)
         results["hosts_unmarked"] = sorted(unmarked)
         results.update(stats)
