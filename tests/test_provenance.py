@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 import time
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -132,6 +133,26 @@ def test_mark_survives(clips, tmp_path, name):
     det = verify_video(out)
     assert det.found and det.payload == PAYLOAD, det.to_dict()
     assert det.false_positive_probability < 1e-6
+
+
+@pytest.fixture(scope="module")
+def flat_clip(tmp_path_factory) -> Path:
+    """The smooth synthetic head over a flat plate, marked as render writes it: the hardest host."""
+    path = tmp_path_factory.mktemp("prov_flat") / "flat.mp4"
+    with open_output(path, (SIZE, SIZE), FPS, marker=Watermarker(PAYLOAD)) as w:
+        for f in talking_frames(int(4 * FPS), SIZE, FPS, plate="flat", seed=3):
+            w.write(f)
+    return path
+
+
+@pytest.mark.parametrize("name", ["reencode_crf35", "half_size", "crop_5%_per_side"])
+def test_mark_survives_over_a_flat_background(flat_clip, tmp_path, name):
+    """Smooth content over one colour (``render --bg white``) keeps the mark through the transformations it
+    lost with the first mask (smooth areas unmarked; docs/PROVENANCE.md)."""
+    out = tmp_path / "t.mp4"
+    ffmpeg(flat_clip, out, *EXCERPT, *TRANSFORMS[name])
+    det = verify_video(out)
+    assert det.found and det.payload == PAYLOAD, det.to_dict()
 
 
 def test_unmarked_and_metadata(clips, tmp_path):

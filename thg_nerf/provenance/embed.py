@@ -4,7 +4,7 @@ The carrier (:mod:`thg_nerf.provenance.pattern`) is precomputed per frame size. 
 activity map is computed (one luma sample per carrier cell: |luma - 3x3 mean|, averaged over 3x3 cells, then
 the minimum over 3x3 cells so an edge does not lend its activity to the smooth area next to it). The
 amplitude is ``min(gain * (activity - floor), texture_ratio * activity, max_amplitude)`` grey levels: zero on
-flat and smooth areas, where a static pattern would be visible. When a frame's mean squared change would
+flat areas, where a static pattern would be visible. When a frame's mean squared change would
 exceed the PSNR budget, the amplitudes are capped lower (water-filling) until it fits; the rounded change is
 then checked exactly. The same value is added to R, G and B (a pure luma change).
 """
@@ -23,12 +23,14 @@ from thg_nerf.provenance.payload import Payload, encode_payload
 class MaskSettings:
     """Perceptual mask of the mark (amplitudes in grey levels of 0..255)."""
 
-    gain: float = 3.0
+    gain: float = 4.0
     """Amplitude per grey level of local activity above ``floor`` (see the module docstring)."""
-    floor: float = 1.0
-    """Activity below which an area counts as flat and gets no mark."""
-    texture_ratio: float = 1.0
-    """At most this many grey levels per grey level of activity (strong texture masks more)."""
+    floor: float = 0.25
+    """Activity below which an area counts as flat and gets no mark (a plain background, a flat plate)."""
+    texture_ratio: float = 3.0
+    """At most this many grey levels per grey level of activity. With the floor, smooth but not flat areas
+    (rendered skin, shading) carry the mark too: a render over a flat background keeps it under CRF 35
+    (docs/BENCHMARKS.md, Provenance; before: gain 3, floor 1, ratio 1, and such renders lost it)."""
     max_amplitude: float = 6.0
     """Largest amplitude. When a frame's budget is exceeded the amplitudes are capped lower (water-filling)
     rather than scaled down: the mark stays spread over all textured areas (robust: the picture's own
