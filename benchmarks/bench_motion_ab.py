@@ -41,6 +41,28 @@ VARIANTS = {
 }
 
 
+def shift_scan(mm, ds) -> dict[str, float]:
+    """{shift s: corr} of ``mm``'s predicted mouth opening with ``ds``'s tracked one, its audio advanced by
+    each shift (``thg_nerf.preprocess.avsync.shift_audio``; negative = delayed)."""
+    import numpy as np
+
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.motion.model import corr
+    from thg_nerf.preprocess.avsync import shift_audio
+    from thg_nerf.preprocess.signals import mouth_opening
+    from thg_nerf.preprocess.topology import get_topology
+
+    trk = ds.tracking()
+    topo = get_topology(str((ds.meta.get("landmarks") or {}).get("backend", "mediapipe")))
+    real, ok = mouth_opening(trk["landmarks"], topo.mouth), np.asarray(trk["valid"], bool)
+    wave = load_audio(ds.path("audio"), 16000)
+    out = {}
+    for d in np.round(np.arange(-0.24, 0.241, 0.04), 2):
+        pred = mm.mouth(mm.predict(mm.features(shift_audio(wave, 16000, float(d)), 16000, ds.fps, ds.n_frames)))
+        out[f"{d:+.2f}"] = round(float(corr(pred[ok], real[ok])), 4)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
@@ -48,6 +70,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "cross")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
     ap.add_argument("--seeds", type=int, default=1, help="repeat each variant with seeds 0..N-1")
+    ap.add_argument("--shift-scan", action="store_true",
+                    help="also: each cross clip's correlation with its audio shifted by -0.24..+0.24 s "
+                         "(positive = advanced, as preprocessing corrects late audio), first variant, seed 0")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -80,6 +105,8 @@ def main() -> None:
                 res, *_ = cross_mouth(mm, cds)
                 row[f"cross:{clip}"] = res["corr"]
                 row[f"cross:{clip}:best_lag"] = [res["best_lag_frames"], res["best_lag_corr"]]
+            if args.shift_scan and not rows:
+                row["shift_scan"] = {clip: shift_scan(mm, cds) for clip, cds in crosses.items()}
             rows.append(row)
             print(json.dumps(row), flush=True)
     summary = {}
