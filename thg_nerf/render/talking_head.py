@@ -191,8 +191,8 @@ class TalkingHead:
     def render_plan(self, plan: RenderPlan, fast: bool = True) -> Iterator[np.ndarray]:
         """Yield the frames of a plan (uint8 [H, W, 3], or [H, W, 4] when ``plan.background`` is None).
 
-        ``fast``: a plan whose camera never moves (``poses="static"``) and has at least
-        :data:`FAST_MIN_FRAMES` frames is rendered with the static-camera fast path
+        ``fast``: a plan of a motion-conditioned run whose camera never moves (``poses="static"``) and that has
+        at least :data:`FAST_MIN_FRAMES` frames is rendered with the static-camera fast path
         (``thg_nerf.render.fastpath``; the same frames within rounding, docs/BENCHMARKS.md, Serve).
         """
         import torch
