@@ -38,6 +38,7 @@ VARIANTS = {
     "mel+aug+lifter+widewarp": {"features": "mel", "lifter": 12,
                                 "augment": {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}},
     "mel+aug+lifter+ctx6": {"features": "mel", "lifter": 12, "context_frames": 6},
+    "mel+aug+lifter+mouth1": {"features": "mel", "lifter": 12, "mouth_weight": 1.0},
 }
 
 

@@ -236,6 +236,10 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     fm, fs = feat_mean.to(dev), feat_std.to(dev)
     all_clean = (torch.from_numpy(clean).to(dev) - fm) / fs
     val_z = torch.from_numpy(z[val_ids]).to(dev)
+    readout = _mouth_readout(targets.motion[train_ids], targets.mouth[train_ids])
+    # the mouth opening's share of a normalised code error (per unit of the train split's mouth std)
+    to_mouth = torch.from_numpy((scale * readout[:-1] / (targets.mouth[train_ids].std() + 1e-8)).astype(np.float32))
+    to_mouth = to_mouth.to(dev)
 
     def val_loss() -> float:
         net.eval()
@@ -266,6 +270,8 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
         loss = torch.mean((pred - y) ** 2)
         if cfg.velocity_weight > 0:
             loss = loss + cfg.velocity_weight * torch.mean(((pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])) ** 2)
+        if cfg.mouth_weight > 0:
+            loss = loss + cfg.mouth_weight * torch.mean(((pred - y) @ to_mouth) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -286,7 +292,6 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
         net.load_state_dict(best_state)
     net = net.cpu().eval()
 
-    readout = _mouth_readout(targets.motion[train_ids], targets.mouth[train_ids])
     model = AudioMotionModel(net=net, spec=str(spec), fps=ds.fps, feat_mean=feat_mean, feat_std=feat_std,
                              motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
                              readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]})
