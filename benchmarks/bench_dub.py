@@ -203,8 +203,7 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
     from thg_nerf.render import dub as D
     from thg_nerf.render.config import DubConfig
     from thg_nerf.render.output import open_output
-    from thg_nerf.render.talking_head import composite
-    from thg_nerf.render.volume import render_image
+    from thg_nerf.render.volume import frame_uint8, render_image
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.metrics import LipLandmarker
     from thg_nerf.utils.video import VideoWriter, iter_frames
@@ -296,7 +295,7 @@ def part_val(run_dir: Path, work: Path, full_every: int, region: str, max_frames
         with torch.inference_mode():
             r = render_image(run.model, c2w.astype(np.float32), original.intrinsics, cond, i, eye, run.cfg.render,
                              run.device)
-        img = composite(r["fg"], r["alpha"], bg)
+        img = frame_uint8(r["fg"], r["alpha"], bg)
         t_full.append(time.perf_counter() - t0)
         up = np.asarray(Image.fromarray(img).resize(plan.size, Image.Resampling.BILINEAR))
         full_psnr.append(masked_psnr(up, kept[i]))

@@ -163,21 +163,22 @@ class StaticFrameRenderer:
     def _shade(self, s: _Samples, torso: tuple[torch.Tensor, torch.Tensor] | None, code: torch.Tensor,
                eye: float) -> tuple[torch.Tensor, torch.Tensor]:
         """Colour [R, 3] and alpha [R] of a ray set under one condition (compositing as the inference renderer)."""
-        _, head_rgb, trans = self._composite(s, code, eye)
+        _, _, head_rgb, trans = self._composite(s, code, eye)
         early = self.rcfg.early_stop_transmittance
         head_acc = torch.where(trans > early, 1.0 - trans, torch.ones_like(trans))
         fg, alpha = composite_layers(head_rgb, head_acc, *(torso if torso is not None else (None, None)))
         return fg.clamp(0, 1), alpha.clamp(0, 1)
 
     def _composite(self, s: _Samples, code: torch.Tensor, eye: float
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Densities [S] of the samples, composited colour [R, 3] and final transmittance [R]."""
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Densities [S] and compositing weights [S] of the samples, composited colour [R, 3] and final
+        transmittance [R]."""
         m = self.model
         eye_t = torch.tensor([[eye]], device=self.device) if m.cfg.use_eye else None
         sigma, rgb = self._field(s.cache, code, eye_t)
         w = composite(sigma, s.t0, s.t0 + m.step_size, s.ray, s.n_rays, self.rcfg.early_stop_transmittance)
         tau = torch.zeros(s.n_rays, device=self.device).index_add_(0, s.ray, sigma * m.step_size)
-        return sigma, accumulate(w, rgb, s.ray, s.n_rays), torch.exp(-tau)
+        return sigma, w, accumulate(w, rgb, s.ray, s.n_rays), torch.exp(-tau)
 
     def _field(self, cache: PointCache, code: torch.Tensor, eye: torch.Tensor | None
                ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -201,14 +202,13 @@ class StaticFrameRenderer:
         counts = torch.bincount(s.ray, minlength=s.n_rays)
         starts = torch.cumsum(counts, 0) - counts
         for motion, eye in conditions:
-            sigma, _, _ = self._composite(s, self._code(motion), eye)
+            sigma, weight, _, _ = self._composite(s, self._code(motion), eye)
             tau = (sigma * self.model.step_size).double()
             cs = torch.cumsum(tau, 0)
             base = torch.where(starts > 0, cs[(starts - 1).clamp_min(0)], torch.zeros_like(cs[:1]).expand(s.n_rays))
             trans = torch.exp(-(cs - tau - base[s.ray]))  # transmittance in front of each sample
             live = trans >= early
             last = last.scatter_reduce(0, s.ray, torch.where(live, s.slot, -1), "amax")
-            weight = torch.where(live, trans * -torch.expm1(-tau), torch.zeros_like(trans)).float()
             heaviest = torch.maximum(heaviest, weight)
         behind = s.slot > last[s.ray]
         return s.keep((s.slot <= last[s.ray] + self.cfg.margin) & (behind | (heaviest >= self.cfg.min_weight)))

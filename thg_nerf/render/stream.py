@@ -185,6 +185,6 @@ class FrameRenderer:
 
     @staticmethod
     def _composite(fg, alpha, bg) -> np.ndarray:
-        from thg_nerf.render.talking_head import composite
+        from thg_nerf.render.volume import frame_uint8
 
-        return composite(fg, alpha, bg)
+        return frame_uint8(fg, alpha, bg)

@@ -35,8 +35,6 @@ from thg_nerf.render.output import (
 from thg_nerf.render.poses import PosePath, build_pose_path, finish_path
 
 if TYPE_CHECKING:
-    import torch
-
     from thg_nerf.render.fastpath import StaticFrameRenderer
     from thg_nerf.train.checkpoint import LoadedRun
 
@@ -197,6 +195,8 @@ class TalkingHead:
         """
         import torch
 
+        from thg_nerf.render.volume import frame_uint8
+
         device = self.run.device
         cond = np.require(self.run.conditions(plan.features), np.float32, ["C", "W"])
         feats = torch.from_numpy(cond).to(device)
@@ -210,7 +210,7 @@ class TalkingHead:
                     out = static.render(cond[i], float(plan.eyes[i]))
                 else:
                     out = self.run.render_frame(plan.poses.c2w[i], feats, i, float(plan.eyes[i]), size=plan.size)
-                frame = composite(out["fg"], out["alpha"], bg)
+                frame = frame_uint8(out["fg"], out["alpha"], bg)
             yield frame
 
     def _static_renderer(self, plan: RenderPlan) -> StaticFrameRenderer | None:
@@ -298,23 +298,6 @@ class TalkingHead:
         dt = time.perf_counter() - t0
         log.info("wrote %s (%d frames in %.1f s, %.2f frames/s)", out, plan.n_frames, dt, plan.n_frames / dt)
         return out
-
-
-def composite(fg: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor | None) -> np.ndarray:
-    """Premultiplied ``fg`` [H, W, 3] + ``alpha`` [H, W] over ``bg`` [H, W, 3] (floats in [0, 1]) -> uint8.
-
-    With ``bg=None`` returns straight-alpha RGBA [H, W, 4] (colour un-premultiplied).
-    """
-    import torch
-
-    a = alpha.float().clamp(0.0, 1.0)[..., None]
-    fg = fg.float()
-    if bg is None:
-        rgb = torch.where(a > 1e-4, fg / a.clamp_min(1e-4), torch.zeros_like(fg))
-        img = torch.cat([rgb, a], dim=-1)
-    else:
-        img = fg + (1.0 - a) * bg
-    return (img.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:

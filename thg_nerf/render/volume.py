@@ -120,6 +120,21 @@ def render_head_inference(field: HeadField, grid: OccupancyGrid, rays_o: torch.T
     return {"rgb": rgb, "acc": acc, "depth": depth}
 
 
+def frame_uint8(fg: torch.Tensor, alpha: torch.Tensor, bg: torch.Tensor | None) -> np.ndarray:
+    """Premultiplied ``fg`` [H, W, 3] + ``alpha`` [H, W] over ``bg`` [H, W, 3] (floats in [0, 1]) -> uint8.
+
+    With ``bg=None`` returns straight-alpha RGBA [H, W, 4] (colour un-premultiplied).
+    """
+    a = alpha.float().clamp(0.0, 1.0)[..., None]
+    fg = fg.float()
+    if bg is None:
+        rgb = torch.where(a > 1e-4, fg / a.clamp_min(1e-4), torch.zeros_like(fg))
+        img = torch.cat([rgb, a], dim=-1)
+    else:
+        img = fg + (1.0 - a) * bg
+    return (img.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu().numpy()
+
+
 def composite_layers(head_rgb: torch.Tensor, head_acc: torch.Tensor, torso_rgb: torch.Tensor | None,
                      torso_alpha: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Head over torso: premultiplied colour [R, 3] and alpha [R]; the caller adds ``(1 - alpha) * bg``."""

@@ -31,7 +31,7 @@ from thg_nerf.fields.model import TalkingHeadModel
 from thg_nerf.log import get_logger, progress
 from thg_nerf.preprocess.motion import dataset_motion
 from thg_nerf.render.config import RenderConfig
-from thg_nerf.render.volume import render_image
+from thg_nerf.render.volume import frame_uint8, render_image
 from thg_nerf.train import metrics
 from thg_nerf.utils.fs import read_json, write_json
 
@@ -136,8 +136,7 @@ def calibrate_mouth_gain(model: TalkingHeadModel, ds: Dataset, intr: Intrinsics,
             rec = recs[int(i)]
             res = render_image(model, rec.transform_matrix.astype(np.float32), intr, tracked.motion, int(i),
                                float(rec.eye), rcfg, device)
-            img = ((res["fg"] + (1.0 - res["alpha"])[..., None] * bg).clamp(0, 1) * 255).round().byte()
-            out.append(read(img.cpu().numpy(), int(i)))
+            out.append(read(frame_uint8(res["fg"], res["alpha"], bg), int(i)))
             bar.update(1)
         return np.array(out)
 
