@@ -24,21 +24,28 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+#: The motion loss and gain of the third session's defaults, which the older variants were measured with.
+_OWN_GAIN = {"mouth_weight": 0.0, "gain_voices": False}
+_WIDE = {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}
+_MOUTH = {"features": "mel", "lifter": 12, "mouth_weight": 1.0}
+
 #: name -> motion config overrides (on top of the tiny preset's defaults)
 VARIANTS = {
-    "mel+aug": {"features": "mel", "lifter": 0},
-    "mel": {"features": "mel", "lifter": 0, "augment": {"copies": 0}},
-    "phones+aug": {"features": "phones"},
-    "mel+phones+aug": {"features": "mel+phones", "lifter": 0},
-    "mel+aug+lifter": {"features": "mel", "lifter": 12},
-    "mel+aug16+lifter": {"features": "mel", "lifter": 12, "augment": {"copies": 16}},
-    "mel+aug+lifter8": {"features": "mel", "lifter": 8},
-    "mel+aug+lifter+h32": {"features": "mel", "lifter": 12, "hidden": 32},
-    "mel+aug+lifter+drop30": {"features": "mel", "lifter": 12, "dropout": 0.3},
-    "mel+aug+lifter+widewarp": {"features": "mel", "lifter": 12,
-                                "augment": {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}},
-    "mel+aug+lifter+ctx6": {"features": "mel", "lifter": 12, "context_frames": 6},
-    "mel+aug+lifter+mouth1": {"features": "mel", "lifter": 12, "mouth_weight": 1.0},
+    "mel+aug": {"features": "mel", "lifter": 0, **_OWN_GAIN},
+    "mel": {"features": "mel", "lifter": 0, "augment": {"copies": 0}, **_OWN_GAIN},
+    "phones+aug": {"features": "phones", **_OWN_GAIN},
+    "mel+phones+aug": {"features": "mel+phones", "lifter": 0, **_OWN_GAIN},
+    "mel+aug+lifter": {"features": "mel", "lifter": 12, **_OWN_GAIN},
+    "mel+aug16+lifter": {"features": "mel", "lifter": 12, "augment": {"copies": 16}, **_OWN_GAIN},
+    "mel+aug+lifter8": {"features": "mel", "lifter": 8, **_OWN_GAIN},
+    "mel+aug+lifter+h32": {"features": "mel", "lifter": 12, "hidden": 32, **_OWN_GAIN},
+    "mel+aug+lifter+drop30": {"features": "mel", "lifter": 12, "dropout": 0.3, **_OWN_GAIN},
+    "mel+aug+lifter+widewarp": {"features": "mel", "lifter": 12, "augment": _WIDE, **_OWN_GAIN},
+    "mel+aug+lifter+ctx6": {"features": "mel", "lifter": 12, "context_frames": 6, **_OWN_GAIN},
+    "mel+aug+lifter+mouth1": {**_MOUTH, "gain_voices": False},
+    "mel+aug+lifter+mouth1+gainvoices": {**_MOUTH, "gain_voices": True},  # the defaults since the fourth session
+    "mel+aug+lifter+mouth1+widewarp": {**_MOUTH, "gain_voices": True, "augment": _WIDE},
+    "mel+aug+lifter+mouth1+upwarp": {**_MOUTH, "gain_voices": True, "augment": {"warp": [0.85, 1.45]}},
 }
 
 
@@ -101,6 +108,7 @@ def main() -> None:
             row = {"variant": name, "seed": seed, "seconds": round(time.perf_counter() - t0, 1),
                    "iterations": m["iterations"], "val_mouth_corr": m.get("val_mouth_corr"),
                    "val_amp_raw": m.get("val_mouth_amplitude_raw"), "val_amp": m.get("val_mouth_amplitude"),
+                   "val_amp_voices_raw": m.get("val_mouth_amplitude_voices_raw"),
                    "gain": round(mm.gain, 3)}
             for clip, cds in crosses.items():
                 res, *_ = cross_mouth(mm, cds)
@@ -114,7 +122,8 @@ def main() -> None:
     for name in dict.fromkeys(r["variant"] for r in rows):
         sel = [r for r in rows if r["variant"] == name]
         keys = [k for k in sel[0] if k not in ("variant", "seed") and not k.endswith("best_lag")]
-        summary[name] = {k: round(float(np.mean([r[k] for r in sel if r[k] is not None])), 4) for k in keys}
+        summary[name] = {k: round(float(np.mean([r[k] for r in sel if r[k] is not None])), 4) for k in keys
+                         if any(r[k] is not None for r in sel)}
     print(json.dumps(summary, indent=1))
     if args.out:
         args.out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1))

@@ -12,7 +12,7 @@ from thg_nerf.dataset import load_dataset
 from thg_nerf.errors import ThgError
 from thg_nerf.motion.augment import Perturbation, perturb, wsola
 from thg_nerf.motion.config import AugmentConfig, MotionConfig
-from thg_nerf.motion.model import AudioMotionModel, corr, train_audio_motion
+from thg_nerf.motion.model import AudioMotionModel, _Sequence, _voices_amplitude, corr, train_audio_motion
 from thg_nerf.motion.net import AudioMotionNet
 from thg_nerf.preprocess.motion import MOTION_FILE, canonical_offsets, dataset_motion
 from thg_nerf.testing.synthetic import make_synthetic_dataset, rotation_xyz
@@ -125,11 +125,13 @@ def test_network_is_causal_beyond_its_audio_window():
 def test_audio_to_motion_learns_the_mouth_and_round_trips(syn, tmp_path):
     data, info = syn
     ds = load_dataset(data)
-    cfg = MotionConfig(hidden=32, iters=400, seq_len=32, augment=AugmentConfig(copies=2))
+    cfg = MotionConfig(hidden=32, iters=400, seq_len=32, gain_voices=True, augment=AugmentConfig(copies=2))
     model = train_audio_motion(ds, cfg, tmp_path)
     metrics = model.meta["metrics"]
     assert metrics["val_mouth_corr"] > 0.85, metrics
-    assert 1.0 <= model.gain <= cfg.max_gain
+    amp, amp_voices = metrics["val_mouth_amplitude_raw"], metrics["val_mouth_amplitude_voices_raw"]
+    assert amp_voices is not None and 0.2 < amp_voices < 2.0, metrics
+    assert model.gain == pytest.approx(np.clip(1.0 / np.sqrt(amp * amp_voices), 1.0, cfg.max_gain), rel=1e-3)
     wave = info.wave
     feats = model.features(wave, SR, ds.fps, ds.n_frames)
     pred = model.mouth(model.predict(feats))
@@ -146,6 +148,35 @@ def test_audio_to_motion_learns_the_mouth_and_round_trips(syn, tmp_path):
     (tmp_path / "motion_model.safetensors").write_bytes(b"junk")
     with pytest.raises(ThgError, match="corrupt motion model"):
         AudioMotionModel.load(tmp_path)
+
+
+class _ScaledCopies:
+    """Stands in for a motion model: the 'prediction' is the first feature channel of the last step."""
+
+    def predict(self, feats: np.ndarray, calibrated: bool = True) -> np.ndarray:
+        assert not calibrated
+        return feats[:, -1, :1]
+
+    def mouth(self, motion: np.ndarray) -> np.ndarray:
+        return motion[:, 0]
+
+
+def test_other_voice_amplitude_pools_validation_frames_of_each_copy():
+    rng = np.random.default_rng(0)
+    n = 200
+    mouth = rng.normal(0.1, 0.05, n)
+    val_ids = np.arange(150, n)
+    seqs = []
+    for amp, tempo in ((0.5, 1.0), (0.25, 1.25)):
+        m = int(round(n / tempo))
+        source = np.arange(m) * tempo
+        pred = 0.3 + amp * (np.interp(source, np.arange(n), mouth) - 0.1)
+        pred[source < 149.5] = rng.normal(0, 5.0, int((source < 149.5).sum()))  # train frames: ignored
+        feats = np.repeat(pred[:, None, None], 3, axis=1).astype(np.float64)
+        seqs.append(_Sequence(feats, np.zeros((m, 1)), np.ones(m, bool), np.zeros(0, int), source))
+    got = _voices_amplitude(_ScaledCopies(), seqs, val_ids, mouth)
+    assert got == pytest.approx(np.sqrt(0.5 * 0.25), rel=1e-6)
+    assert _voices_amplitude(_ScaledCopies(), [], val_ids, mouth) is None
 
 
 def test_short_clip_is_a_clear_error(tmp_path):

@@ -390,7 +390,7 @@ def test_tcnn_optional(monkeypatch):
 
 
 def test_bench_kernels_cpu_smoke():
-    res = subprocess.run([sys.executable, "tools/bench_kernels.py", "--cpu-smoke"], cwd=REPO, capture_output=True,
+    res = subprocess.run([sys.executable, "benchmarks/bench_kernels.py", "--cpu-smoke"], cwd=REPO, capture_output=True,
                          text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     assert "| op |" in res.stdout and "hash" in res.stdout

@@ -9,10 +9,10 @@ time limit; a failed step is recorded and the later ones still run; the exit sta
   selftest   ``thg-nerf info --self-test --json``: the first-use self-test, per op
   tests      pytest tests/test_cuda_ops.py tests/test_cuda_host.py tests/test_selftest.py
   sanitizer  compute-sanitizer memcheck over tools/gpu_smoke_ops.py
-  kernels    tools/bench_kernels.py: kernels vs nerfacc (when it imports) and vs the torch reference
+  kernels    benchmarks/bench_kernels.py: kernels vs nerfacc (when it imports) and vs the torch reference
   train      ``thg-nerf train DATA --preset default``, capped by --max-minutes (and by the time left)
   eval       ``thg-nerf eval``: val PSNR, SSIM, lip metrics (every key of the eval report but per_frame)
-  render     tools/bench_render.py frames/s at 512^2, default backend and THG_NERF_BACKEND=torch (ratio)
+  render     benchmarks/bench_render.py frames/s at 512^2, default backend and THG_NERF_BACKEND=torch (ratio)
 
 Inputs: a copy of the repository and one dataset directory preprocessed on a CPU machine (``--data``; see
 tools/pack_gpu_check.sh); no internet, no mediapipe needed. ``--wheels DIR`` installs carried wheels (e.g.
@@ -330,7 +330,7 @@ def step_sanitizer(r: Runner, st: Step) -> None:
 
 def step_kernels(r: Runner, st: Step) -> None:
     path = r.work / "bench_kernels.json"
-    r.run(r.python("tools/bench_kernels.py", "--json", str(path), *(["--cpu-smoke"] if r.args.dry_run else [])))
+    r.run(r.python("benchmarks/bench_kernels.py", "--json", str(path), *(["--cpu-smoke"] if r.args.dry_run else [])))
     st.figures.update(json.loads(path.read_text()))
 
 
@@ -400,8 +400,8 @@ def step_render(r: Runner, st: Step) -> None:
     device = "cpu" if r.args.dry_run else "cuda"
     for (name, env), n in zip((("default", {}), ("torch", {"THG_NERF_BACKEND": "torch"})), frames):
         path = r.work / f"bench_render_{name}.json"
-        r.run(r.python("tools/bench_render.py", "--run", r.meta["run_dir"], "--device", device, "--sizes", str(size),
-                       "--frames", n, "--json", str(path)), env=env)
+        r.run(r.python("benchmarks/bench_render.py", "--run", r.meta["run_dir"], "--device", device,
+                       "--sizes", str(size), "--frames", n, "--json", str(path)), env=env)
         res = json.loads(path.read_text())
         st.figures[name] = {"fps": res["sizes"][0]["fps"], "size": res["sizes"][0]["size"],
                             "frames": res["sizes"][0]["frames"], "occupied_fraction": res["occupied_fraction"],

@@ -60,14 +60,18 @@ class MotionConfig:
     """Stop after this many validations without improvement."""
     velocity_weight: float = 0.5
     """Weight of the frame-to-frame difference loss (crisp transitions)."""
-    mouth_weight: float = 0.0
+    mouth_weight: float = 1.0
     """Weight of an extra loss on the mouth opening read out of the predicted code (in units of the train
-    split's mouth opening std; 0 = off). At 1 another speaker's predicted mouth follows their real one better
-    (speaker2 0.29 -> 0.38), but the amplitude under other voices falls (a radio dub 0.75 -> 0.67 of the real
-    one): off by default until the gain is calibrated for other voices (docs/BENCHMARKS.md, Lip sync, A/B)."""
+    split's mouth opening std; 0 = off): lips are judged by the mouth opening, and with it another speaker's
+    predicted mouth follows their real one better (speaker2 0.29 -> 0.38 over three seeds;
+    docs/BENCHMARKS.md, Lip sync, A/B)."""
     max_gain: float = 2.0
     """Cap on the amplitude calibration: predictions are scaled about the mean so the validation mouth
     opening has the tracked amplitude (regression shrinks it), by at most this factor (1 = off)."""
+    gain_voices: bool = True
+    """Calibrate the amplitude gain halfway (geometric mean) between the person's own validation audio and its
+    speaker-augmented copies (stand-ins for other voices, whose predicted mouth moves less), instead of on
+    the own audio alone; off = the own audio alone."""
     seed: int = 0
     """Random seed (initialisation, sequence draws, augmentation)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)

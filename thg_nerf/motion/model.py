@@ -156,6 +156,7 @@ class _Sequence:
     target: np.ndarray  # [n, M] normalised
     usable: np.ndarray  # [n] bool
     starts: np.ndarray  # valid start frames of a training sequence
+    source: np.ndarray  # [n] position (frames, fractional) in the original clip of each frame
 
 
 def _longest_run(mask: np.ndarray) -> int:
@@ -179,8 +180,8 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
     from thg_nerf.audio.features import extract_features
 
     clean = extract_features(wave, SAMPLE_RATE, fps, n_frames, spec)
-    out = [_Sequence(clean, z, train_mask, _starts(train_mask, seq_len))]
     src = np.arange(n_frames)
+    out = [_Sequence(clean, z, train_mask, _starts(train_mask, seq_len), src.astype(np.float64))]
     for _ in progress(range(cfg.copies), desc="augmenting audio", unit="copy"):
         p = Perturbation.draw(cfg, rng)
         x, scale = perturb(wave, SAMPLE_RATE, p, rng)
@@ -189,7 +190,7 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
         target = np.stack([np.interp(orig, src, z[:, k]) for k in range(z.shape[1])], axis=1).astype(np.float32)
         usable = train_mask[np.clip(np.rint(orig).astype(int), 0, n_frames - 1)]
         feats = extract_features(x, SAMPLE_RATE, fps, n, spec)
-        out.append(_Sequence(feats, target, usable, _starts(usable, seq_len)))
+        out.append(_Sequence(feats, target, usable, _starts(usable, seq_len), orig))
     return out
 
 
@@ -300,20 +301,45 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     if len(val_ids) >= 3:
         m_pred, m_true = model.mouth(pred[val_ids]), targets.mouth[val_ids]
         amp = amplitude_ratio(m_pred, m_true)
-        model.gain = float(np.clip(1.0 / amp, 1.0, cfg.max_gain)) if amp else 1.0
+        amp_voices = _voices_amplitude(model, seqs[1:], val_ids, targets.mouth) if cfg.gain_voices else None
+        # halfway (geometric mean) between the person's own voice and the stand-ins for other voices
+        ref = math.sqrt(amp * amp_voices) if amp and amp_voices else amp
+        model.gain = float(np.clip(1.0 / ref, 1.0, cfg.max_gain)) if ref else 1.0
         m_cal = model.mouth(model.predict(clean)[val_ids])
         metrics.update({"val_mouth_corr": _round(corr(m_pred, m_true)), "val_mouth_amplitude_raw": _round(amp),
+                        "val_mouth_amplitude_voices_raw": _round(amp_voices),
                         "val_mouth_amplitude": _round(amplitude_ratio(m_cal, m_true)),
                         "val_motion_corr_pc1": _round(corr(pred[val_ids, 0], targets.motion[val_ids, 0]))})
     metrics["seconds"] = round(time.perf_counter() - t0, 1)
     model.meta.update({"config": to_dict(cfg), "metrics": metrics, "history": history,
                        "lookahead_s": _lookahead_s(spec, t_steps)})
     log.info(f"audio->motion: {it} steps in {metrics['seconds']} s; validation mouth corr "
-             f"{metrics.get('val_mouth_corr')}, amplitude x{metrics.get('val_mouth_amplitude_raw')} -> gain "
-             f"{model.gain:.2f}")
+             f"{metrics.get('val_mouth_corr')}, amplitude x{metrics.get('val_mouth_amplitude_raw')} "
+             f"(other-voice copies x{metrics.get('val_mouth_amplitude_voices_raw')}) -> gain {model.gain:.2f}")
     if run_dir is not None:
         model.save(run_dir)
     return model
+
+
+def _voices_amplitude(model: AudioMotionModel, seqs: list[_Sequence], val_ids: np.ndarray,
+                      mouth: np.ndarray) -> float | None:
+    """Uncalibrated amplitude ratio of the predicted validation mouth opening over speaker-augmented copies
+    ``seqs`` of the clip (stand-ins for other voices), pooled as a geometric mean; None without copies.
+
+    ``mouth`` [N]: the tracked mouth opening of the original clip, re-timed to each copy.
+    """
+    val = np.zeros(len(mouth), bool)
+    val[val_ids] = True
+    logs = []
+    for s in seqs:
+        sel = val[np.clip(np.rint(s.source).astype(int), 0, len(mouth) - 1)]
+        if sel.sum() < 3:
+            continue
+        pred = model.mouth(model.predict(s.feats, calibrated=False))[sel]
+        amp = amplitude_ratio(pred, np.interp(s.source, np.arange(len(mouth)), mouth)[sel])
+        if amp:
+            logs.append(math.log(amp))
+    return float(math.exp(np.mean(logs))) if logs else None
 
 
 def _mouth_readout(motion: np.ndarray, mouth: np.ndarray, ridge: float = 0.01) -> np.ndarray:

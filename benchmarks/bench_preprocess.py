@@ -4,10 +4,10 @@ Runs the real CLI in a subprocess (so imports, decoding and encoding are all cou
 resident memory of the largest process of the run (the CLI or one of its ffmpeg children) from
 ``resource.getrusage(RUSAGE_CHILDREN)``. Also prints the load average, since other jobs may share the CPU.
 
-    .venv/bin/python tools/bench_preprocess.py                      # the 50 s macron clip at 512 px
-    .venv/bin/python tools/bench_preprocess.py --loop 6             # the same clip looped to ~5 minutes
-    .venv/bin/python tools/bench_preprocess.py --video other.mp4 --size 256
-    .venv/bin/python tools/bench_preprocess.py --oracle          # tracker vs the synthetic oracle, 5 seeds
+    .venv/bin/python benchmarks/bench_preprocess.py                      # the 50 s macron clip at 512 px
+    .venv/bin/python benchmarks/bench_preprocess.py --loop 6             # the same clip looped to ~5 minutes
+    .venv/bin/python benchmarks/bench_preprocess.py --video other.mp4 --size 256
+    .venv/bin/python benchmarks/bench_preprocess.py --oracle          # tracker vs the synthetic oracle, 5 seeds
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ On a GPU (CUDA events, after warm-up), in one run:
 The kernels run with the first-use self-test off (timings of the kernels themselves, whatever the self-test says).
 Without CUDA (or with ``--cpu-smoke``) it times the PyTorch reference ops on the CPU, says so, and exits 0.
 
-    python tools/bench_kernels.py                 # full GPU benchmark
-    python tools/bench_kernels.py --cpu-smoke     # tiny CPU run (exercises the script, < 10 s)
-    python tools/bench_kernels.py --json out.json # also write the table's rows as JSON
+    python benchmarks/bench_kernels.py                 # full GPU benchmark
+    python benchmarks/bench_kernels.py --cpu-smoke     # tiny CPU run (exercises the script, < 10 s)
+    python benchmarks/bench_kernels.py --json out.json # also write the table's rows as JSON
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Rendering speed of ``thg-nerf render``: frames/s of TalkingHead at the trained size and at 512².
 
-    python tools/bench_render.py --run RUN [--device cpu|cuda] [--sizes native,512] [--frames 8]
-    python tools/bench_render.py --train-iters 300          # no run: trains a tiny synthetic one first
-    python tools/bench_render.py --run /tmp/syn --train-iters 300   # RUN missing: train it there, keep it
-    python tools/bench_render.py --memory-minutes 10        # pipeline memory on 10 min of audio (no model)
+    python benchmarks/bench_render.py --run RUN [--device cpu|cuda] [--sizes native,512] [--frames 8]
+    python benchmarks/bench_render.py --train-iters 300          # no run: trains a tiny synthetic one first
+    python benchmarks/bench_render.py --run /tmp/syn --train-iters 300   # RUN missing: train it there, keep it
+    python benchmarks/bench_render.py --memory-minutes 10        # pipeline memory on 10 min of audio (no model)
 
 Frames/s counts the whole per-frame path (ray marching, torso, compositing, copy to host as uint8), after one
 warm-up frame; ``--encode`` also times ``render_to_file`` (H.264 + AAC mp4) at the first size. Speed depends

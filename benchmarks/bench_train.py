@@ -1,9 +1,9 @@
 """Benchmark: train + evaluate a preset on the synthetic scene (or any dataset) and print the figures.
 
-    .venv/bin/python tools/bench_train.py                       # tiny preset, synthetic 128 px, 2 threads
-    .venv/bin/python tools/bench_train.py --threads 1 --iters 600
-    .venv/bin/python tools/bench_train.py --data DATA --preset tiny --out /tmp/bench_run
-    .venv/bin/python tools/bench_train.py --video ../shared/media/katiehill_8s_512px_25fps.mp4   # = thg-nerf fit
+    .venv/bin/python benchmarks/bench_train.py                       # tiny preset, synthetic 128 px, 2 threads
+    .venv/bin/python benchmarks/bench_train.py --threads 1 --iters 600
+    .venv/bin/python benchmarks/bench_train.py --data DATA --preset tiny --out /tmp/bench_run
+    .venv/bin/python benchmarks/bench_train.py --video ../shared/media/katiehill_8s_512px_25fps.mp4   # = thg-nerf fit
 
 Prints one JSON object: training time and s/iteration, evaluation time, validation PSNR/SSIM/LMD, the
 baselines, and the machine load average before/after (the 2-core development machine is shared, so the load

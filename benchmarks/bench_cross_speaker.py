@@ -1,0 +1,120 @@
+"""How much a cross-speaker lip figure can be trusted, and what moves it.
+
+    .venv/bin/python benchmarks/bench_cross_speaker.py --run data/gv/run \\
+        --cross ../shared/media/katiehill_8s_512px_25fps.mp4 \\
+        --cross ../shared/media/speaker2_20s_1080x1920_25fps.mp4 --cache data/macron_gain/run/cross_data
+
+For each ``--cross`` clip (preprocessed once into ``--cache``, as ``thg-nerf eval --cross`` does), with the
+run's audio -> motion model:
+
+- ``corr``: predicted vs tracked mouth opening at lag 0 (the figure ``eval --cross`` reports);
+- ``null``: the same correlation with the prediction circularly shifted by at least 1 s (unrelated speech of
+  the same clip): its mean, standard deviation and 95th percentile of the absolute value;
+- ``bootstrap_90``: 5th / 95th percentile of the correlation over 2000 moving-block bootstrap resamples of the
+  valid frames (blocks of 1 s, which keep the series' autocorrelation);
+- ``warp_scan``: the lag-0 correlation with the clip's audio frequency-warped by each factor first (the
+  augmentation's warp: pitch and formants scaled together; < 1 = a lower, longer vocal tract);
+- ``median_f0_hz``: the clip's median pitch (YIN, voiced frames of its speech), and the run's own clip's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SR = 16000
+WARPS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2)
+
+
+def median_f0(wave: np.ndarray, sr: int = SR, fmin: float = 60.0, fmax: float = 450.0,
+              threshold: float = 0.15) -> float | None:
+    """Median pitch (Hz) of a wave's voiced frames: YIN (40 ms frames, 10 ms hop) on frames within 25 dB of
+    the loud (90th percentile) level."""
+    n, hop, tmax, tmin = int(0.04 * sr), int(0.01 * sr), int(sr / fmin), int(sr / fmax)
+    if len(wave) < n + tmax + 1:
+        return None
+    frames = np.lib.stride_tricks.sliding_window_view(wave.astype(np.float64), n + tmax)[::hop]
+    level = 10 * np.log10((frames[:, :n] ** 2).mean(1) + 1e-12)
+    f0 = []
+    for x in frames[level > np.percentile(level, 90) - 25]:
+        d = np.array([np.sum((x[:n] - x[t:t + n]) ** 2) for t in range(1, tmax + 1)])
+        cmnd = d * np.arange(1, tmax + 1) / (np.cumsum(d) + 1e-12)
+        below = np.nonzero(cmnd[tmin - 1:] < threshold)[0]
+        if len(below):
+            t = below[0] + tmin - 1
+            while t + 1 < len(cmnd) and cmnd[t + 1] < cmnd[t]:
+                t += 1
+            f0.append(sr / (t + 1))
+    return round(float(np.median(f0)), 1) if f0 else None
+
+
+def reliability(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, fps: float, seed: int = 0) -> dict:
+    """Null (circular shifts >= 1 s) and moving-block bootstrap figures of corr(pred, real) on ``ok`` frames."""
+    from thg_nerf.motion.model import corr
+
+    n, lag = len(pred), int(round(fps))
+    null = np.array([corr(np.roll(pred, s)[ok], real[ok]) for s in range(lag, n - lag)], np.float64)
+    idx = np.nonzero(ok)[0]
+    rng = np.random.default_rng(seed)
+    block = min(lag, len(idx) // 4)
+    boots = []
+    for _ in range(2000):
+        starts = rng.integers(0, len(idx) - block, len(idx) // block + 1)
+        sel = np.concatenate([idx[a:a + block] for a in starts])[:len(idx)]
+        c = corr(pred[sel], real[sel])
+        if c is not None:
+            boots.append(c)
+    return {"null_mean": round(float(np.mean(null)), 3), "null_sd": round(float(np.std(null)), 3),
+            "null_abs_95": round(float(np.percentile(np.abs(null), 95)), 3),
+            "bootstrap_90": [round(float(v), 3) for v in np.percentile(boots, [5, 95])]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--cross", action="append", required=True, type=Path)
+    ap.add_argument("--cache", type=Path, default=REPO / "data" / "cross")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.dataset import load_dataset
+    from thg_nerf.log import setup_logging
+    from thg_nerf.motion.augment import Perturbation, perturb
+    from thg_nerf.motion.model import corr
+    from thg_nerf.train.checkpoint import load_run, read_run_info
+    from thg_nerf.train.evaluate import cross_dataset, cross_mouth
+
+    setup_logging(quiet=True)
+    run = load_run(args.run)
+    mm = run.motion_model
+    own = load_dataset(read_run_info(args.run)["data_dir"])
+    out = {"run": str(args.run), "own_median_f0_hz": median_f0(load_audio(own.path("audio"), SR)[: 30 * SR])}
+    rng = np.random.default_rng(0)
+    for video in args.cross:
+        ds = cross_dataset(video, args.cache, run.cfg.preprocess)
+        res, pred, real, ok = cross_mouth(mm, ds)
+        wave = load_audio(ds.path("audio"), SR)
+        scan = {}
+        for a in WARPS:
+            w, _ = perturb(wave, SR, Perturbation(warp=a), rng)
+            w = np.pad(w[:len(wave)], (0, max(0, len(wave) - len(w))))
+            p = mm.mouth(mm.predict(mm.features(w, SR, ds.fps, ds.n_frames)))
+            scan[f"{a:.2f}"] = round(float(corr(p[ok], real[ok])), 3)
+        row = {"corr": res["corr"], "frames": res["frames"], **reliability(pred, real, ok, ds.fps),
+               "warp_scan": scan, "median_f0_hz": median_f0(wave)}
+        out[video.stem] = row
+        print(video.stem, json.dumps(row), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
