@@ -3,7 +3,8 @@
 Trained on the person's training split against the tracked motion codes (``thg_nerf.preprocess.motion``),
 with speaker augmentation (``thg_nerf.motion.augment``) and early stopping on the validation split. After
 training, predictions are scaled about the mean motion so that the validation mouth opening has the
-tracked amplitude (regression to the mean shrinks it; see ``MotionConfig.max_gain``).
+tracked amplitude (regression to the mean shrinks it; see ``MotionConfig.max_gain``), halfway between the
+person's own validation audio and its speaker-augmented copies (``MotionConfig.gain_voices``).
 
 Files in a run directory: ``motion_model.safetensors`` (weights and normalisation; JSON metadata with the
 schema version, config, feature spec, gain, readout and validation metrics). Never pickled.
