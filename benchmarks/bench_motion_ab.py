@@ -44,6 +44,8 @@ VARIANTS = {
     "mel+aug+lifter+ctx6": {"features": "mel", "lifter": 12, "context_frames": 6, **_OWN_GAIN},
     "mel+aug+lifter+mouth1": {**_MOUTH, "gain_voices": False},
     "mel+aug+lifter+mouth1+gainvoices": {**_MOUTH, "gain_voices": True},  # the defaults since the fourth session
+    "mel+aug+lifter+mouth1+gainvoices+low200": {**_MOUTH, "gain_voices": True, "min_band_hz": 200.0},
+    "mel+aug+lifter+mouth1+gainvoices+low250": {**_MOUTH, "gain_voices": True, "min_band_hz": 250.0},
     "mel+aug+lifter+mouth1+widewarp": {**_MOUTH, "gain_voices": True, "augment": _WIDE},
     "mel+aug+lifter+mouth1+upwarp": {**_MOUTH, "gain_voices": True, "augment": {"warp": [0.85, 1.45]}},
 }

@@ -121,6 +121,18 @@ def test_network_is_causal_beyond_its_audio_window():
     torch.testing.assert_close(net(x3)[:, 20:], y[:, 20:], atol=1e-5, rtol=0)
 
 
+def test_network_ignores_the_lowest_bands_when_asked():
+    torch.manual_seed(0)
+    net = AudioMotionNet(16, 32, 5, hidden=16, lifter=(32, 12), ignore_low=2).eval()
+    x = torch.randn(1, 6, 16, 32)
+    y = net(x)
+    low, third = x.clone(), x.clone()
+    low[..., :2] += torch.randn(1, 6, 16, 2)
+    third[..., 2] += 1.0
+    torch.testing.assert_close(net(low), y)
+    assert not torch.allclose(net(third), y)
+
+
 @pytest.mark.slow
 def test_audio_to_motion_learns_the_mouth_and_round_trips(syn, tmp_path):
     data, info = syn

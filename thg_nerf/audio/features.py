@@ -172,14 +172,20 @@ def window_series(series: np.ndarray, hop_s: float, t0: float, fps: float, n_fra
     return out.astype(np.float32)
 
 
+def mel_edges(n_mels: int = MEL_BINS, fmin: float = MEL_FMIN, fmax: float = MEL_FMAX) -> np.ndarray:
+    """[n_mels + 2] HTK-mel spaced edges (Hz) of the triangular filters: band ``k`` rises from ``edges[k]``,
+    peaks at ``edges[k + 1]`` and falls to ``edges[k + 2]``."""
+    def to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    return 700.0 * (10.0 ** (np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2) / 2595.0) - 1.0)
+
+
 @lru_cache(maxsize=4)
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = MEL_NFFT, n_mels: int = MEL_BINS,
                    fmin: float = MEL_FMIN, fmax: float = MEL_FMAX) -> np.ndarray:
     """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney style; cached, read-only)."""
-    def to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    edges = 700.0 * (10.0 ** (np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2) / 2595.0) - 1.0)
+    edges = mel_edges(n_mels, fmin, fmax)
     freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     tri = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))

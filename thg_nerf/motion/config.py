@@ -46,6 +46,9 @@ class MotionConfig:
     lifter: int = 12
     """Keep this many cepstral coefficients of the log-mel bands (smooths away the pitch harmonics, keeps the
     formant envelope; 0 = off). Only for features that start with mel."""
+    min_band_hz: float = 0.0
+    """Log-mel bands whose centre lies below this frequency are ignored (held at their mean; 0 = none). Only
+    for features that start with mel."""
     seq_len: int = 40
     """Frames per training sequence."""
     batch: int = 8

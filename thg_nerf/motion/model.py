@@ -141,7 +141,8 @@ class AudioMotionModel:
         cfg = meta["config"]
         t, c = meta["feature_shape"]
         net = AudioMotionNet(int(t), int(c), int(tensors["motion_mean"].numel()), cfg["hidden"],
-                             cfg["context_frames"], cfg["dropout"], _lifter(meta["spec"], cfg.get("lifter", 0)))
+                             cfg["context_frames"], cfg["dropout"], _lifter(meta["spec"], cfg.get("lifter", 0)),
+                             _low_bands(meta["spec"], cfg.get("min_band_hz", 0.0)))
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
         return cls(net=net.eval(), spec=meta["spec"], fps=float(meta["fps"]), feat_mean=tensors["feat_mean"],
                    feat_std=tensors["feat_std"], motion_mean=tensors["motion_mean"],
@@ -233,7 +234,7 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     t_steps, channels = clean.shape[1:]
     dev = torch.device(device)
     net = AudioMotionNet(t_steps, channels, targets.dim, cfg.hidden, cfg.context_frames, cfg.dropout,
-                         _lifter(spec, cfg.lifter)).to(dev)
+                         _lifter(spec, cfg.lifter), _low_bands(spec, cfg.min_band_hz)).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
     fm, fs = feat_mean.to(dev), feat_std.to(dev)
     all_clean = (torch.from_numpy(clean).to(dev) - fm) / fs
@@ -362,6 +363,15 @@ def _lifter(spec: str, keep: int) -> tuple[int, int]:
     from thg_nerf.audio.features import MEL_BINS
 
     return (MEL_BINS, keep) if keep and str(spec).startswith("mel") else (0, 0)
+
+
+def _low_bands(spec: str, min_hz: float) -> int:
+    """How many log-mel bands (of mel specs) have their centre below ``min_hz``."""
+    from thg_nerf.audio.features import mel_edges
+
+    if min_hz <= 0 or not str(spec).startswith("mel"):
+        return 0
+    return int(np.sum(mel_edges()[1:-1] < min_hz))
 
 
 def _round(v: float | None, nd: int = 4) -> float | None:

@@ -55,12 +55,17 @@ class AudioMotionNet(nn.Module):
         dropout: dropout between the temporal layers.
         lifter: ``(bands, keep)``: smooth the first ``bands`` input channels (log-mel bands) across frequency
             by keeping ``keep`` cepstral coefficients (``(0, 0)``: off), see :func:`lifter_matrix`.
+        ignore_low: the lowest this many input channels (log-mel bands) are held at their mean (0 in
+            standardised units) before the lifter: they carry the voice's pitch and room rumble more than what
+            the mouth shapes.
     """
 
     def __init__(self, n_steps: int, channels: int, motion_dim: int, hidden: int = 64, context_frames: int = 12,
-                 dropout: float = 0.15, lifter: tuple[int, int] = (0, 0)) -> None:
+                 dropout: float = 0.15, lifter: tuple[int, int] = (0, 0), ignore_low: int = 0) -> None:
         super().__init__()
-        self.register_buffer("lifter", lifter_matrix(channels, *lifter), persistent=False)
+        m = lifter_matrix(channels, *lifter)
+        m[:ignore_low] = 0.0
+        self.register_buffer("lifter", m, persistent=False)
         self.encoder = AudioEncoder(channels, n_steps, hidden, width=hidden)
         dil2 = max(1, math.ceil(context_frames / 4) - 1)
         self.temporal = nn.ModuleList([CausalConv(hidden, 5, 1), CausalConv(hidden, 5, dil2)])
