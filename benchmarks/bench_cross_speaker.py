@@ -14,6 +14,8 @@ run's audio -> motion model:
   valid frames (blocks of 1 s, which keep the series' autocorrelation);
 - ``warp_scan``: the lag-0 correlation with the clip's audio frequency-warped by each factor first (the
   augmentation's warp: pitch and formants scaled together; < 1 = a lower, longer vocal tract);
+- ``highpass_scan``: the lag-0 correlation with the clip's audio high-passed first (4th-order Butterworth,
+  zero phase) at each cutoff (Hz), a probe of how much the lowest bands (pitch, room rumble) hurt;
 - ``median_f0_hz``: the clip's median pitch (YIN, voiced frames of its speech), and the run's own clip's.
 """
 
@@ -31,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 SR = 16000
 WARPS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2)
+HIGHPASS_HZ = (100, 150, 200, 250, 300)
 
 
 def median_f0(wave: np.ndarray, sr: int = SR, fmin: float = 60.0, fmax: float = 450.0,
@@ -76,6 +79,14 @@ def reliability(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, fps: float, 
             "bootstrap_90": [round(float(v), 3) for v in np.percentile(boots, [5, 95])]}
 
 
+def lag0_corr(mm, wave: np.ndarray, ds, real: np.ndarray, ok: np.ndarray) -> float:
+    """Lag-0 correlation of ``mm``'s predicted mouth opening from ``wave`` with ``real`` on ``ok`` frames."""
+    from thg_nerf.motion.model import corr
+
+    p = mm.mouth(mm.predict(mm.features(wave, SR, ds.fps, ds.n_frames)))
+    return round(float(corr(p[ok], real[ok])), 3)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, type=Path)
@@ -84,11 +95,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
+    from scipy.signal import butter, sosfiltfilt
+
     from thg_nerf.audio.io import load_audio
     from thg_nerf.dataset import load_dataset
     from thg_nerf.log import setup_logging
     from thg_nerf.motion.augment import Perturbation, perturb
-    from thg_nerf.motion.model import corr
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
 
@@ -102,14 +114,15 @@ def main() -> None:
         ds = cross_dataset(video, args.cache, run.cfg.preprocess)
         res, pred, real, ok = cross_mouth(mm, ds)
         wave = load_audio(ds.path("audio"), SR)
-        scan = {}
+        warp_scan = {}
         for a in WARPS:
             w, _ = perturb(wave, SR, Perturbation(warp=a), rng)
             w = np.pad(w[:len(wave)], (0, max(0, len(wave) - len(w))))
-            p = mm.mouth(mm.predict(mm.features(w, SR, ds.fps, ds.n_frames)))
-            scan[f"{a:.2f}"] = round(float(corr(p[ok], real[ok])), 3)
+            warp_scan[f"{a:.2f}"] = lag0_corr(mm, w, ds, real, ok)
+        hp_scan = {str(fc): lag0_corr(mm, sosfiltfilt(butter(4, fc, fs=SR, btype="high", output="sos"), wave)
+                                      .astype(np.float32), ds, real, ok) for fc in HIGHPASS_HZ}
         row = {"corr": res["corr"], "frames": res["frames"], **reliability(pred, real, ok, ds.fps),
-               "warp_scan": scan, "median_f0_hz": median_f0(wave)}
+               "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
         out[video.stem] = row
         print(video.stem, json.dumps(row), flush=True)
     if args.out:
