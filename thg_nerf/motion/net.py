@@ -56,8 +56,7 @@ class AudioMotionNet(nn.Module):
         lifter: ``(bands, keep)``: smooth the first ``bands`` input channels (log-mel bands) across frequency
             by keeping ``keep`` cepstral coefficients (``(0, 0)``: off), see :func:`lifter_matrix`.
         ignore_low: the lowest this many input channels (log-mel bands) are held at their mean (0 in
-            standardised units) before the lifter: they carry the voice's pitch and room rumble more than what
-            the mouth shapes.
+            standardised units) before the lifter (``MotionConfig.min_band_hz``; off by default, see its A/B).
     """
 
     def __init__(self, n_steps: int, channels: int, motion_dim: int, hidden: int = 64, context_frames: int = 12,
