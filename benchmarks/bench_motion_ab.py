@@ -57,20 +57,12 @@ def shift_scan(mm, ds) -> dict[str, float]:
     import numpy as np
 
     from thg_nerf.audio.io import load_audio
-    from thg_nerf.motion.model import corr
     from thg_nerf.preprocess.avsync import shift_audio
-    from thg_nerf.preprocess.signals import mouth_opening
-    from thg_nerf.preprocess.topology import get_topology
+    from thg_nerf.train.evaluate import cross_mouth
 
-    trk = ds.tracking()
-    topo = get_topology(str((ds.meta.get("landmarks") or {}).get("backend", "mediapipe")))
-    real, ok = mouth_opening(trk["landmarks"], topo.mouth), np.asarray(trk["valid"], bool)
     wave = load_audio(ds.path("audio"), 16000)
-    out = {}
-    for d in np.round(np.arange(-0.24, 0.241, 0.04), 2):
-        pred = mm.mouth(mm.predict(mm.features(shift_audio(wave, 16000, float(d)), 16000, ds.fps, ds.n_frames)))
-        out[f"{d:+.2f}"] = round(float(corr(pred[ok], real[ok])), 4)
-    return out
+    return {f"{d:+.2f}": cross_mouth(mm, ds, shift_audio(wave, 16000, float(d)))[0]["corr"]
+            for d in np.round(np.arange(-0.24, 0.241, 0.04), 2)}
 
 
 def main() -> None:

@@ -382,10 +382,12 @@ def cross_dataset(video: Path, cache: Path, pcfg: PreprocessConfig) -> Dataset:
     return load_dataset(data)
 
 
-def cross_mouth(mm: AudioMotionModel, ds: Dataset) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+def cross_mouth(mm: AudioMotionModel, ds: Dataset, wave: np.ndarray | None = None
+                ) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
     """Predicted (from ``ds``'s audio with ``mm``) vs tracked mouth opening of another person's clip.
 
-    Returns ``({frames, corr, best_lag_frames, best_lag_corr}, predicted [N], real [N], valid [N])``.
+    ``wave``: 16 kHz audio to predict from instead of the clip's own (e.g. the clip's audio shifted or
+    filtered). Returns ``({frames, corr, best_lag_frames, best_lag_corr}, predicted [N], real [N], valid [N])``.
     """
     from thg_nerf.audio.io import load_audio
     from thg_nerf.preprocess.topology import get_topology
@@ -394,7 +396,8 @@ def cross_mouth(mm: AudioMotionModel, ds: Dataset) -> tuple[dict, np.ndarray, np
     topo = get_topology(str((ds.meta.get("landmarks") or {}).get("backend", "mediapipe")))
     real = mouth_opening(trk["landmarks"], topo.mouth)
     ok = np.asarray(trk["valid"], bool)
-    wave = load_audio(ds.path("audio"), 16000)
+    if wave is None:
+        wave = load_audio(ds.path("audio"), 16000)
     pred = mm.mouth(mm.predict(mm.features(wave, 16000, ds.fps, ds.n_frames)))
     c = corr(pred[ok], real[ok])
     lag = metrics.sync_offset(pred[ok], real[ok], SYNC_MAX_LAG)
