@@ -7,13 +7,15 @@
 For each ``--cross`` clip (preprocessed once into ``--cache``, as ``thg-nerf eval --cross`` does), with the
 run's audio -> motion model:
 
-- ``corr``: predicted vs tracked mouth opening at lag 0 (the figure ``eval --cross`` reports);
+- ``corr``: predicted vs tracked mouth opening at lag 0 (the figure ``eval --cross`` reports, with the run's
+  voice normalisation), ``voice_warp``: the filterbank warp it applied, ``corr_plain``: the same without it;
 - ``null``: the same correlation with the prediction circularly shifted by at least 1 s (unrelated speech of
   the same clip): its mean, standard deviation and 95th percentile of the absolute value;
 - ``bootstrap_90``: 5th / 95th percentile of the correlation over 2000 moving-block bootstrap resamples of the
   valid frames (blocks of 1 s, which keep the series' autocorrelation);
 - ``warp_scan``: the lag-0 correlation with the clip's audio frequency-warped by each factor first (the
-  augmentation's warp: pitch and formants scaled together; < 1 = a lower, longer vocal tract);
+  augmentation's warp: pitch and formants scaled together; < 1 = a lower, longer vocal tract), without the
+  run's voice normalisation (as is the high-pass scan);
 - ``highpass_scan``: the lag-0 correlation with the clip's audio high-passed first (4th-order Butterworth,
   zero phase) at each cutoff (Hz), a probe of how much the lowest bands (pitch, room rumble) hurt;
 - ``median_f0_hz``: the clip's median pitch (YIN, voiced frames of its speech), and the run's own clip's.
@@ -79,11 +81,19 @@ def reliability(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, fps: float, 
             "bootstrap_90": [round(float(v), 3) for v in np.percentile(boots, [5, 95])]}
 
 
+def plain_mouth(mm, wave: np.ndarray, ds) -> np.ndarray:
+    """``mm``'s predicted mouth opening [N] from ``wave`` without voice normalisation."""
+    from thg_nerf.audio.features import extract_features
+
+    return mm.mouth(mm.predict(extract_features(wave, SR, ds.fps, ds.n_frames, mm.spec)))
+
+
 def lag0_corr(mm, wave: np.ndarray, ds, real: np.ndarray, ok: np.ndarray) -> float:
-    """Lag-0 correlation of ``mm``'s predicted mouth opening from ``wave`` with ``real`` on ``ok`` frames."""
+    """Lag-0 correlation of ``mm``'s predicted mouth opening from ``wave`` (no voice normalisation) with
+    ``real`` on ``ok`` frames."""
     from thg_nerf.motion.model import corr
 
-    p = mm.mouth(mm.predict(mm.features(wave, SR, ds.fps, ds.n_frames)))
+    p = plain_mouth(mm, wave, ds)
     return round(float(corr(p[ok], real[ok])), 3)
 
 
@@ -121,7 +131,8 @@ def main() -> None:
             warp_scan[f"{a:.2f}"] = lag0_corr(mm, w, ds, real, ok)
         hp_scan = {str(fc): lag0_corr(mm, sosfiltfilt(butter(4, fc, fs=SR, btype="high", output="sos"), wave)
                                       .astype(np.float32), ds, real, ok) for fc in HIGHPASS_HZ}
-        row = {"corr": res["corr"], "frames": res["frames"], **reliability(pred, real, ok, ds.fps),
+        row = {"corr": res["corr"], "voice_warp": res["voice_warp"], "corr_plain": lag0_corr(mm, wave, ds, real, ok),
+               "frames": res["frames"], **reliability(pred, real, ok, ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
         out[video.stem] = row
         print(video.stem, json.dumps(row), flush=True)

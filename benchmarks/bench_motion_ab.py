@@ -25,9 +25,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 #: The motion loss and gain of the third session's defaults, which the older variants were measured with.
-_OWN_GAIN = {"mouth_weight": 0.0, "gain_voices": False}
+_OWN_GAIN = {"mouth_weight": 0.0, "gain_voices": False, "voice_norm": False}
 _WIDE = {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}
-_MOUTH = {"features": "mel", "lifter": 12, "mouth_weight": 1.0}
+_MOUTH = {"features": "mel", "lifter": 12, "mouth_weight": 1.0, "voice_norm": False}
+_VTLN = {**_MOUTH, "gain_voices": True, "voice_norm": True}
 
 #: name -> motion config overrides (on top of the tiny preset's defaults)
 VARIANTS = {
@@ -48,6 +49,11 @@ VARIANTS = {
     "mel+aug+lifter+mouth1+gainvoices+low250": {**_MOUTH, "gain_voices": True, "min_band_hz": 250.0},
     "mel+aug+lifter+mouth1+widewarp": {**_MOUTH, "gain_voices": True, "augment": _WIDE},
     "mel+aug+lifter+mouth1+upwarp": {**_MOUTH, "gain_voices": True, "augment": {"warp": [0.85, 1.45]}},
+    # fifth session: vocal tract length normalisation of new voices (default), and of the training copies
+    "mel+aug+lifter+mouth1+gainvoices+vtln": _VTLN,
+    "mel+aug+lifter+mouth1+gainvoices+vtln+sat": {**_VTLN, "voice_norm_train": True},
+    "mel+aug+lifter+mouth1+gainvoices+vtln+sat+noaugwarp": {**_VTLN, "voice_norm_train": True,
+                                                            "augment": {"warp": [1.0, 1.0]}},
 }
 
 
@@ -81,6 +87,7 @@ def main() -> None:
     import numpy as np
     import torch
 
+    from thg_nerf.audio.io import load_audio
     from thg_nerf.config import load_config
     from thg_nerf.dataset import load_dataset
     from thg_nerf.log import setup_logging
@@ -104,6 +111,9 @@ def main() -> None:
                    "val_amp_raw": m.get("val_mouth_amplitude_raw"), "val_amp": m.get("val_mouth_amplitude"),
                    "val_amp_voices_raw": m.get("val_mouth_amplitude_voices_raw"),
                    "gain": round(mm.gain, 3)}
+            if mm.normalises_voice:
+                row["voice_warps"] = {clip: round(mm.voice_warp(load_audio(c.path("audio"), 16000), 16000), 3)
+                                      for clip, c in crosses.items()}
             for clip, cds in crosses.items():
                 res, *_ = cross_mouth(mm, cds)
                 row[f"cross:{clip}"] = res["corr"]
@@ -115,7 +125,7 @@ def main() -> None:
     summary = {}
     for name in dict.fromkeys(r["variant"] for r in rows):
         sel = [r for r in rows if r["variant"] == name]
-        keys = [k for k in sel[0] if k not in ("variant", "seed") and not k.endswith("best_lag")]
+        keys = [k for k, v in sel[0].items() if k != "seed" and (v is None or isinstance(v, (int, float)))]
         summary[name] = {k: round(float(np.mean([r[k] for r in sel if r[k] is not None])), 4) for k in keys
                          if any(r[k] is not None for r in sel)}
     print(json.dumps(summary, indent=1))

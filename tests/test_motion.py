@@ -150,6 +150,10 @@ def test_audio_to_motion_learns_the_mouth_and_round_trips(syn, tmp_path):
     assert corr(pred, info.mouth_open) > 0.85
     loaded = AudioMotionModel.load(tmp_path)
     np.testing.assert_allclose(loaded.predict(feats), model.predict(feats), atol=1e-5)
+    # the person's voice model travels with the network; their own voice is left (about) unwarped
+    assert model.voice is not None and loaded.normalises_voice
+    np.testing.assert_allclose(loaded.voice.means, model.voice.means, rtol=1e-5)
+    assert loaded.voice_warp(wave, SR) == pytest.approx(1.0, abs=0.04)
     assert loaded.spec == "mel" and loaded.meta["lookahead_s"] <= 0.2
     silent = model.mouth(model.predict(model.features(np.zeros(SR, np.float32), SR, ds.fps, 25)))
     assert silent.mean() < np.percentile(pred, 30)  # silence: a closed mouth

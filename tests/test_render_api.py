@@ -46,6 +46,11 @@ class StandInRun:
     def conditions(self, features):
         return features
 
+    def audio_features(self, wave, sr, fps, n_frames):
+        from thg_nerf.train.checkpoint import LoadedRun
+
+        return LoadedRun.audio_features(self, wave, sr, fps, n_frames)
+
     def render_frame(self, c2w, audio_feats, index, eye, size=None):
         import torch
 

@@ -9,14 +9,14 @@ import torch
 from thg_nerf.audio.features import extract_features
 from thg_nerf.audio.stream import StreamingFeatures
 from thg_nerf.errors import ThgError
-from thg_nerf.testing.signals import speech_like
+from thg_nerf.testing.signals import speech_like, vowel_speech
 
 SR = 16000
 FPS = 25.0
 
 
-def stream_features(wave: np.ndarray, chunk: int, fps: float = FPS) -> np.ndarray:
-    feats = StreamingFeatures(fps)
+def stream_features(wave: np.ndarray, chunk: int, fps: float = FPS, voice=None) -> np.ndarray:
+    feats = StreamingFeatures(fps, voice=voice)
     out = [feats.push(wave[a:a + chunk]) for a in range(0, len(wave), chunk)]
     return np.concatenate(out + [feats.flush()])
 
@@ -45,6 +45,25 @@ def test_streaming_features_match_the_clip_after_warm_up_and_silence_is_zero():
     # a quiet stream is still normalised like a loud one (the reference follows the speech level)
     quiet = stream_features(0.05 * wave, 320)
     assert np.abs(quiet[late] - streamed[late]).mean() < 0.05
+
+
+def test_streaming_voice_normalisation_converges_to_the_clip_warp():
+    from thg_nerf.audio.voice import VoiceModel
+
+    voice = VoiceModel.fit(vowel_speech(20.0, seed=0))
+    other = vowel_speech(10.0, seed=1, f0=190.0, formant_scale=1.15)  # a shorter vocal tract
+    offline = voice.estimate_warp(other)
+    assert offline == pytest.approx(1 / 1.15, rel=0.03)
+    feats = StreamingFeatures(FPS, voice=voice)
+    for a in range(0, len(other), 320):
+        feats.push(other[a:a + 320])
+    assert feats.warp == pytest.approx(offline, rel=0.02)
+    a, b = stream_features(other, 320, voice=voice), stream_features(other, 517, voice=voice)
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    clip = extract_features(other, SR, FPS, len(a), "mel", warp=offline)
+    plain = extract_features(other, SR, FPS, len(a), "mel")
+    late = slice(int(5 * FPS), None)
+    assert np.abs(a[late] - clip[late]).mean() < 0.05 < np.abs(plain[late] - clip[late]).mean()
 
 
 def test_streaming_features_look_ahead_is_bounded():

@@ -116,8 +116,11 @@ def feature_shape(spec: str | AudioSpec) -> tuple[int, int]:
 
 
 def extract_features(wave: np.ndarray, sr: int, fps: float, n_frames: int,
-                     spec: str | AudioSpec = "mel") -> np.ndarray:
-    """Audio feature windows of each video frame: [n_frames, T, C] float32 (see the module docstring)."""
+                     spec: str | AudioSpec = "mel", warp: float = 1.0) -> np.ndarray:
+    """Audio feature windows of each video frame: [n_frames, T, C] float32 (see the module docstring).
+
+    ``warp``: frequency warp of the log-mel filterbank (vocal tract length normalisation; mel specs only).
+    """
     s = parse_spec(spec)
     if fps <= 0 or n_frames <= 0:
         raise ValueError(f"need fps > 0 and n_frames > 0, got {fps}, {n_frames}")
@@ -127,7 +130,7 @@ def extract_features(wave: np.ndarray, sr: int, fps: float, n_frames: int,
     if s.kind in _GRID_KINDS:
         parts = []
         if s.kind != "phones":
-            series = normalise_log_mel(*log_mel(wave))
+            series = normalise_log_mel(*log_mel(wave, warp=warp))
             parts.append(window_series(series, MEL_HOP / SAMPLE_RATE, 0.0, fps, n_frames, MEL_STEPS, fill=0.0))
         if s.kind != "mel":
             from thg_nerf.audio.phones import onehot_silence, phone_posteriors
@@ -181,11 +184,15 @@ def mel_edges(n_mels: int = MEL_BINS, fmin: float = MEL_FMIN, fmax: float = MEL_
     return 700.0 * (10.0 ** (np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2) / 2595.0) - 1.0)
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=64)
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = MEL_NFFT, n_mels: int = MEL_BINS,
-                   fmin: float = MEL_FMIN, fmax: float = MEL_FMAX) -> np.ndarray:
-    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney style; cached, read-only)."""
-    edges = mel_edges(n_mels, fmin, fmax)
+                   fmin: float = MEL_FMIN, fmax: float = MEL_FMAX, warp: float = 1.0) -> np.ndarray:
+    """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney style; cached, read-only).
+
+    ``warp``: the filters of the wave with every frequency scaled by ``warp`` (vocal tract length
+    normalisation, ``thg_nerf.audio.voice``): band edges divided by ``warp``; parts beyond Nyquist are empty.
+    """
+    edges = mel_edges(n_mels, fmin, fmax) / warp
     freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     tri = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
@@ -194,19 +201,35 @@ def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = MEL_NFFT, n_mels: int = M
     return fb
 
 
-def log_mel(wave: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Log-mel power of a 16 kHz wave: ([M, MEL_BINS] dB, [M] frame RMS in dBFS); frame j centred at j*hop."""
+def stft_frames(wave: np.ndarray) -> np.ndarray:
+    """Analysis frames [M, MEL_WIN] of a 16 kHz wave (a strided view): frame j centred at sample j * MEL_HOP."""
     wave = np.asarray(wave, dtype=np.float32).reshape(-1)
     padded = np.pad(wave, (MEL_WIN // 2, MEL_WIN // 2))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, MEL_WIN)[::MEL_HOP][: len(wave) // MEL_HOP + 1]
+    return np.lib.stride_tricks.sliding_window_view(padded, MEL_WIN)[::MEL_HOP][: len(wave) // MEL_HOP + 1]
+
+
+def power_spectrum(frames: np.ndarray) -> np.ndarray:
+    """Hann-windowed power spectrum [M, MEL_NFFT // 2 + 1] float32 of analysis frames [M, MEL_WIN]."""
     window = np.hanning(MEL_WIN + 1)[:-1].astype(np.float32)
-    fb = mel_filterbank().T
+    return (np.abs(np.fft.rfft(frames * window, n=MEL_NFFT)) ** 2).astype(np.float32)
+
+
+def frame_level_db(frames: np.ndarray) -> np.ndarray:
+    """RMS level [M] (dBFS, float32) of analysis frames [M, MEL_WIN]."""
+    return (10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)).astype(np.float32)
+
+
+def log_mel(wave: np.ndarray, chunk: int = 8192, warp: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel power of a 16 kHz wave: ([M, MEL_BINS] dB, [M] frame RMS in dBFS); frame j centred at j*hop.
+
+    ``warp``: frequency warp of the filterbank (see :func:`mel_filterbank`); 1 = none.
+    """
+    frames = stft_frames(wave)
+    fb = mel_filterbank(warp=float(warp)).T
     mel = np.empty((len(frames), MEL_BINS), np.float32)
     for a in range(0, len(frames), chunk):
-        spec = np.abs(np.fft.rfft(frames[a:a + chunk] * window, n=MEL_NFFT)) ** 2
-        mel[a:a + chunk] = spec.astype(np.float32) @ fb
-    frame_db = 10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    return 10.0 * np.log10(mel + 1e-12), frame_db.astype(np.float32)
+        mel[a:a + chunk] = power_spectrum(frames[a:a + chunk]) @ fb
+    return 10.0 * np.log10(mel + 1e-12), frame_level_db(frames)
 
 
 def active_frames(frame_db: np.ndarray) -> np.ndarray:

@@ -11,6 +11,11 @@ Warm-up: the window grows from the start of the stream, and frames stay at silen
 of speech has been heard, so the first syllable is not normalised against itself alone. After a few seconds
 of speech the features match the per-clip ones closely (measured: docs/BENCHMARKS.md, section Serve).
 
+Voice normalisation (``voice``, see :mod:`thg_nerf.audio.voice`): offline, one filterbank warp is estimated
+from the whole clip; here it is re-estimated every ``WARP_EVERY`` log-mel frames (1 s) from the speech of the
+normalisation history, starting once ``MIN_SPEECH_FRAMES`` of speech have been heard (warp 1 before), and
+each new log-mel frame uses the current warp (the history is re-filtered when it changes).
+
 The output depends only on the samples, never on how they were split into chunks: a file streamed offline
 through :meth:`TalkingHead.stream` and the same audio sent to ``thg-nerf serve`` in 20 ms packets give the same
 windows (up to float rounding). Video frame ``i`` is ready once the audio up to ``i / fps + lookahead_s`` has
@@ -26,15 +31,21 @@ import numpy as np
 from thg_nerf.audio.features import (
     MEL_BINS,
     MEL_HOP,
+    MEL_NFFT,
     MEL_STEPS,
     MEL_WIN,
     SAMPLE_RATE,
     apply_mel_reference,
-    log_mel,
+    frame_level_db,
+    mel_filterbank,
     mel_reference,
     parse_spec,
+    power_spectrum,
+    speech_frames,
+    stft_frames,
     window_series,
 )
+from thg_nerf.audio.voice import MIN_SPEECH_FRAMES, VoiceModel
 from thg_nerf.errors import ThgError
 
 #: Seconds of past audio the running normalisation references each new frame to.
@@ -43,6 +54,8 @@ HISTORY_S = 20.0
 MIN_SPEECH_S = 0.1
 #: The reference is recomputed every this many log-mel frames (100 ms), and every frame until it first exists.
 REF_EVERY = 5
+#: The voice-normalisation warp is re-estimated every this many log-mel frames (1 s).
+WARP_EVERY = 50
 _HOP_S = MEL_HOP / SAMPLE_RATE
 
 
@@ -74,7 +87,8 @@ class StreamingFeatures:
     >>> tail = feats.flush()             # the last frames, padded with silence like the end of a clip
     """
 
-    def __init__(self, fps: float, history_s: float = HISTORY_S, min_speech_s: float = MIN_SPEECH_S) -> None:
+    def __init__(self, fps: float, history_s: float = HISTORY_S, min_speech_s: float = MIN_SPEECH_S,
+                 voice: VoiceModel | None = None) -> None:
         if fps <= 0:
             raise ThgError(f"fps must be > 0, got {fps}")
         self.fps = float(fps)
@@ -89,7 +103,12 @@ class StreamingFeatures:
         self._n_mel = 0               # log-mel frames computed so far
         self._hist_db = np.zeros((2 * self.history, MEL_BINS), np.float32)  # the last `history` frames, in place
         self._hist_level = np.zeros(2 * self.history, np.float32)
+        self._hist_pow = np.zeros((2 * self.history, MEL_NFFT // 2 + 1), np.float32) if voice else None
         self._hist_n = 0
+        self.voice = voice
+        self.warp = 1.0
+        """The filterbank warp new log-mel frames get (voice normalisation; 1 without a voice model)."""
+        self._fb = mel_filterbank().T
         self._ref: np.ndarray | None = None
         self._series = np.zeros((0, MEL_BINS), np.float32)
         self._series_start = 0        # absolute mel index of _series[0]
@@ -141,17 +160,21 @@ class StreamingFeatures:
         x = self._wave[a - self._wave_start:end - self._wave_start]
         if pad and x.size < end - a:
             x = np.pad(x, (0, end - a - x.size))
-        db, level = log_mel(x)
+        frames = stft_frames(x)
         skip = 0 if j0 == 0 else 1
-        db, level = db[skip:skip + upto - j0], level[skip:skip + upto - j0]
-        out = np.empty_like(db)
-        for k in range(len(db)):
-            self._remember(db[k], level[k])
+        frames = frames[skip:skip + upto - j0]
+        power, level = power_spectrum(frames), frame_level_db(frames)
+        out = np.empty((len(power), MEL_BINS), np.float32)
+        for k in range(len(power)):
+            if self.voice is not None and (j0 + k) % WARP_EVERY == 0 and j0 + k:
+                self._update_warp()
+            db = (10.0 * np.log10(power[k] @ self._fb + 1e-12)).astype(np.float32)
+            self._remember(db, level[k], power[k])
             if self._ref is None or (j0 + k) % REF_EVERY == 0:
                 n = self._hist_n
                 self._ref = mel_reference(self._hist_db[n - self.history_len:n],
                                           self._hist_level[n - self.history_len:n], self.min_speech)
-            out[k] = 0.0 if self._ref is None else apply_mel_reference(db[k], self._ref)
+            out[k] = 0.0 if self._ref is None else apply_mel_reference(db, self._ref)
         self._series = np.concatenate([self._series, out])
         self._n_mel = upto
         keep = max(0, (upto - 1) * MEL_HOP - self._wave_start)
@@ -162,16 +185,34 @@ class StreamingFeatures:
     def history_len(self) -> int:
         return min(self._hist_n, self.history)
 
-    def _remember(self, db: np.ndarray, level: float) -> None:
+    def _remember(self, db: np.ndarray, level: float, power: np.ndarray) -> None:
         """Append one log-mel frame to the normalisation history (a buffer of twice its length, shifted when full)."""
         if self._hist_n == len(self._hist_level):
             keep = self.history - 1
             self._hist_db[:keep] = self._hist_db[self._hist_n - keep:self._hist_n]
             self._hist_level[:keep] = self._hist_level[self._hist_n - keep:self._hist_n]
+            if self._hist_pow is not None:
+                self._hist_pow[:keep] = self._hist_pow[self._hist_n - keep:self._hist_n]
             self._hist_n = keep
         self._hist_db[self._hist_n] = db
         self._hist_level[self._hist_n] = level
+        if self._hist_pow is not None:
+            self._hist_pow[self._hist_n] = power
         self._hist_n += 1
+
+    def _update_warp(self) -> None:
+        """Re-estimate the voice warp from the history's speech; on a change, re-filter the history."""
+        lo, n = self._hist_n - self.history_len, self._hist_n
+        speech = speech_frames(self._hist_level[lo:n])
+        if speech.sum() < MIN_SPEECH_FRAMES:
+            return
+        warp = self.voice.estimate_warp_power(self._hist_pow[lo:n][speech])
+        if abs(warp - self.warp) < 1e-3:
+            return
+        self.warp = warp
+        self._fb = mel_filterbank(warp=float(warp)).T
+        self._hist_db[lo:n] = 10.0 * np.log10(self._hist_pow[lo:n] @ self._fb + 1e-12)
+        self._ref = mel_reference(self._hist_db[lo:n], self._hist_level[lo:n], self.min_speech)
 
     def _windows(self, final: bool) -> np.ndarray:
         """Windows of every frame whose mel frames are all computed (all remaining ones when ``final``)."""

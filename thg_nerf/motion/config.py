@@ -76,6 +76,14 @@ class MotionConfig:
     """Calibrate the amplitude gain halfway (geometric mean) between the person's own validation audio and its
     speaker-augmented copies (stand-ins for other voices, whose predicted mouth moves less), instead of on
     the own audio alone; off = the own audio alone."""
+    voice_norm: bool = True
+    """Vocal tract length normalisation of new audio: a model of the person's own voice (fitted on the train
+    split) is saved with the network, and every other voice's log-mel filterbank is warped by the factor that
+    brings it closest to it before prediction (``thg_nerf.audio.voice``; mel features only; the person's own
+    voice comes out at about 1)."""
+    voice_norm_train: bool = False
+    """Also normalise each speaker-augmented training copy towards the person's voice (speaker-adaptive
+    training: the copies then differ from the clean audio by everything but vocal tract length)."""
     seed: int = 0
     """Random seed (initialisation, sequence draws, augmentation)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -6,8 +6,11 @@ training, predictions are scaled about the mean motion so that the validation mo
 tracked amplitude (regression to the mean shrinks it; see ``MotionConfig.max_gain``), halfway between the
 person's own validation audio and its speaker-augmented copies (``MotionConfig.gain_voices``).
 
-Files in a run directory: ``motion_model.safetensors`` (weights and normalisation; JSON metadata with the
-schema version, config, feature spec, gain, readout and validation metrics). Never pickled.
+New audio is voice-normalised first (``MotionConfig.voice_norm``, ``thg_nerf.audio.voice``): its filterbank is
+warped towards the person's voice, whose model (fitted on the train split's speech) is saved with the network.
+
+Files in a run directory: ``motion_model.safetensors`` (weights, normalisation and the ``voice.*`` model; JSON
+metadata with the schema version, config, feature spec, gain, readout and validation metrics). Never pickled.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from thg_nerf.audio.voice import VoiceModel
 from thg_nerf.config import to_dict
 from thg_nerf.dataset import Dataset
 from thg_nerf.errors import ThgError
@@ -69,6 +73,8 @@ class AudioMotionModel:
     readout: np.ndarray
     """[M + 1] linear map from a motion code (plus 1) to the 2D mouth opening."""
     meta: dict
+    voice: VoiceModel | None = None
+    """The person's voice, for vocal tract length normalisation of new audio (None: no normalisation)."""
 
     @property
     def motion_dim(self) -> int:
@@ -79,11 +85,25 @@ class AudioMotionModel:
         t, c = self.meta["feature_shape"]
         return int(t), int(c)
 
+    @property
+    def normalises_voice(self) -> bool:
+        """Whether new audio is warped towards the person's voice (a voice model and mel features)."""
+        return self.voice is not None and str(self.spec).startswith("mel")
+
+    def voice_warp(self, wave: np.ndarray, sr: int) -> float:
+        """The filterbank warp this model applies to a wave's features (1 without voice normalisation)."""
+        from thg_nerf.audio.features import resample
+
+        return self.voice.estimate_warp(resample(wave, sr, SAMPLE_RATE)) if self.normalises_voice else 1.0
+
     def features(self, wave: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
-        """Feature windows [n_frames, T, C] of a wave, as this model reads them."""
+        """Feature windows [n_frames, T, C] of a wave, as this model reads them (voice-normalised)."""
         from thg_nerf.audio.features import extract_features
 
-        return extract_features(wave, sr, fps, n_frames, self.spec)
+        warp = self.voice_warp(wave, sr)
+        if abs(warp - 1.0) > 0.01:
+            log.info(f"voice normalisation: filterbank warp {warp:.3f}")
+        return extract_features(wave, sr, fps, n_frames, self.spec, warp=warp)
 
     @torch.no_grad()
     def predict(self, feats: np.ndarray, calibrated: bool = True) -> np.ndarray:
@@ -114,6 +134,8 @@ class AudioMotionModel:
 
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in self.net.state_dict().items()}
         tensors.update({"feat_mean": self.feat_mean, "feat_std": self.feat_std, "motion_mean": self.motion_mean})
+        if self.voice is not None:
+            tensors.update({f"voice.{k}": torch.from_numpy(v) for k, v in self.voice.tensors().items()})
         meta = {**self.meta, "schema_version": SCHEMA_VERSION, "spec": self.spec, "fps": self.fps,
                 "motion_scale": self.motion_scale, "gain": self.gain, "readout": [float(v) for v in self.readout]}
         path = Path(run_dir) / MODEL_FILE
@@ -144,10 +166,15 @@ class AudioMotionModel:
                              cfg["context_frames"], cfg["dropout"], _lifter(meta["spec"], cfg.get("lifter", 0)),
                              _low_bands(meta["spec"], cfg.get("min_band_hz", 0.0)))
         net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        voice = {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("voice.")}
+        try:
+            voice_model = VoiceModel.from_tensors(voice) if voice else None
+        except (KeyError, ValueError) as e:
+            raise ThgError(f"corrupt voice model in {path}: {e}") from None
         return cls(net=net.eval(), spec=meta["spec"], fps=float(meta["fps"]), feat_mean=tensors["feat_mean"],
                    feat_std=tensors["feat_std"], motion_mean=tensors["motion_mean"],
                    motion_scale=float(meta["motion_scale"]), gain=float(meta["gain"]),
-                   readout=np.asarray(meta["readout"], np.float64), meta=meta)
+                   readout=np.asarray(meta["readout"], np.float64), meta=meta, voice=voice_model)
 
 
 @dataclass
@@ -177,8 +204,10 @@ def _starts(usable: np.ndarray, length: int) -> np.ndarray:
 
 
 def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarray, train_mask: np.ndarray,
-            cfg: AugmentConfig, seq_len: int, rng: np.random.Generator) -> list[_Sequence]:
-    """The clean copy plus ``cfg.copies`` perturbed ones, targets re-timed to each."""
+            cfg: AugmentConfig, seq_len: int, rng: np.random.Generator,
+            voice: VoiceModel | None = None) -> list[_Sequence]:
+    """The clean copy plus ``cfg.copies`` perturbed ones, targets re-timed to each (each perturbed copy's
+    features voice-normalised when ``voice`` is given)."""
     from thg_nerf.audio.features import extract_features
 
     clean = extract_features(wave, SAMPLE_RATE, fps, n_frames, spec)
@@ -191,7 +220,8 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
         orig = np.arange(n) / scale  # original frame position of each new frame
         target = np.stack([np.interp(orig, src, z[:, k]) for k in range(z.shape[1])], axis=1).astype(np.float32)
         usable = train_mask[np.clip(np.rint(orig).astype(int), 0, n_frames - 1)]
-        feats = extract_features(x, SAMPLE_RATE, fps, n, spec)
+        warp = voice.estimate_warp(x) if voice is not None and str(spec).startswith("mel") else 1.0
+        feats = extract_features(x, SAMPLE_RATE, fps, n, spec, warp=warp)
         out.append(_Sequence(feats, target, usable, _starts(usable, seq_len), orig))
     return out
 
@@ -225,7 +255,9 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     wave = load_audio(ds.path("audio"), SAMPLE_RATE)
     spec = cfg.features
     feature_shape(spec)  # validates the spec with a one-line error before any work
-    seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng)
+    voice = _fit_voice(wave, ds.fps, train_ids) if cfg.voice_norm or cfg.voice_norm_train else None
+    seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng,
+                   voice if cfg.voice_norm_train else None)
     seqs = [s for s in seqs if len(s.starts)]
     clean = seqs[0].feats
     flat = np.concatenate([s.feats[s.usable] for s in seqs]).reshape(-1, clean.shape[-1])
@@ -297,7 +329,8 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
 
     model = AudioMotionModel(net=net, spec=str(spec), fps=ds.fps, feat_mean=feat_mean, feat_std=feat_std,
                              motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
-                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]})
+                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]},
+                             voice=voice if cfg.voice_norm else None)
     pred = model.predict(clean, calibrated=False)
     metrics: dict = {"iterations": it, "best_val_loss": round(best, 5), "seconds": 0.0}
     if len(val_ids) >= 3:
@@ -321,6 +354,17 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     if run_dir is not None:
         model.save(run_dir)
     return model
+
+
+def _fit_voice(wave: np.ndarray, fps: float, train_ids: np.ndarray) -> VoiceModel | None:
+    """The person's voice model, fitted on the audio of the train split's frames (None: too little speech)."""
+    keep = np.zeros(len(wave), bool)
+    for i in train_ids:
+        keep[int(i / fps * SAMPLE_RATE):int((i + 1) / fps * SAMPLE_RATE)] = True
+    voice = VoiceModel.fit(wave[keep])
+    if voice is None:
+        log.warning("too little speech in the train split for a voice model: new voices are not normalised")
+    return voice
 
 
 def _voices_amplitude(model: AudioMotionModel, seqs: list[_Sequence], val_ids: np.ndarray,

@@ -312,8 +312,6 @@ def plan_dub(run: LoadedRun, original: Original, wave: np.ndarray, sr: int, cfg:
              start: int = 0, end: int | None = None) -> DubPlan:
     """The output frames for new audio ``wave`` [n] at ``sr``: the original frame of each (ping-pong or trim)
     and the predicted motion. ``start``/``end`` restrict ORIGINAL to its frames ``[start, end)``."""
-    from thg_nerf.audio.features import extract_features
-
     cfg = cfg or DubConfig()
     _check_choice("--region", cfg.region, REGIONS)
     _check_choice("--loop", cfg.loop, LOOPS)
@@ -340,7 +338,7 @@ def plan_dub(run: LoadedRun, original: Original, wave: np.ndarray, sr: int, cfg:
         from thg_nerf.audio.features import resample
 
         wave = resample(wave, sr, FEATURE_SR)
-    cond = np.require(run.conditions(extract_features(wave, FEATURE_SR, fps, n, spec)), np.float32, ["C"])
+    cond = np.require(run.conditions(run.audio_features(wave, FEATURE_SR, fps, n)), np.float32, ["C"])
     topo = _topology(original.dataset)
     return DubPlan(n_frames=n, fps=fps, size=original.size, schedule=schedule, cond=cond,
                    region=region_indices(topo, trk["shape"], cfg.region))

@@ -96,7 +96,8 @@ class FrameStream:
         check_streamable(run)
         self.run = run
         self.fps = float(run.fps)
-        self.features = StreamingFeatures(self.fps)
+        mm = run.motion_model
+        self.features = StreamingFeatures(self.fps, voice=mm.voice if mm.normalises_voice else None)
         self.motion = MotionStream(run.motion_model)
         self._eye = _EyeStream(run, blink, self.fps, seed)
 

@@ -148,9 +148,7 @@ class TalkingHead:
             raise ThgError(f"run {self.run.run_dir} was trained on precomputed audio features ({spec}), which "
                            "thg-nerf cannot compute from new audio; compute the same features for it and pass "
                            "them with TalkingHead.frames(..., features=[n_frames, T, C])")
-        from thg_nerf.audio.features import extract_features
-
-        return extract_features(wave, sr, fps, n, spec)
+        return self.run.audio_features(wave, sr, fps, n)
 
     def _poses(self, poses: PosePath | np.ndarray | str, n: int, fps: float, options: dict) -> PosePath:
         if isinstance(poses, str):

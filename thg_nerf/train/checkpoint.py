@@ -245,6 +245,15 @@ class LoadedRun:
     motion_model: AudioMotionModel | None = None
     """The audio -> motion model (runs conditioned on motion)."""
 
+    def audio_features(self, wave: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
+        """Feature windows [n_frames, T, C] of new audio as this run reads them (through the audio -> motion
+        model, which normalises another voice towards the person's, when the run has one)."""
+        if self.motion_model is not None:
+            return self.motion_model.features(wave, sr, fps, n_frames)
+        from thg_nerf.audio.features import extract_features
+
+        return extract_features(wave, sr, fps, n_frames, self.audio_spec)
+
     def conditions(self, features: np.ndarray) -> np.ndarray:
         """The head field's per-frame condition source for audio feature windows ``features`` [n, T, C]
         (computed with ``audio_spec``): predicted motion codes [n, M] for a motion-conditioned run, the

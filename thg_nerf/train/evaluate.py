@@ -387,7 +387,8 @@ def cross_mouth(mm: AudioMotionModel, ds: Dataset, wave: np.ndarray | None = Non
     """Predicted (from ``ds``'s audio with ``mm``) vs tracked mouth opening of another person's clip.
 
     ``wave``: 16 kHz audio to predict from instead of the clip's own (e.g. the clip's audio shifted or
-    filtered). Returns ``({frames, corr, best_lag_frames, best_lag_corr}, predicted [N], real [N], valid [N])``.
+    filtered). Returns ``({frames, corr, best_lag_frames, best_lag_corr, voice_warp}, predicted [N], real [N],
+    valid [N])`` (``voice_warp``: the filterbank warp voice normalisation applied, 1 = none).
     """
     from thg_nerf.audio.io import load_audio
     from thg_nerf.preprocess.topology import get_topology
@@ -402,7 +403,8 @@ def cross_mouth(mm: AudioMotionModel, ds: Dataset, wave: np.ndarray | None = Non
     c = corr(pred[ok], real[ok])
     lag = metrics.sync_offset(pred[ok], real[ok], SYNC_MAX_LAG)
     res = {"frames": int(ok.sum()), "corr": None if c is None else round(c, 4),
-           "best_lag_frames": lag["offset_frames"], "best_lag_corr": lag["peak_corr"]}
+           "best_lag_frames": lag["offset_frames"], "best_lag_corr": lag["peak_corr"],
+           "voice_warp": round(mm.voice_warp(wave, 16000), 3)}
     return res, pred, real, ok
 
 

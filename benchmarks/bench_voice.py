@@ -1,0 +1,118 @@
+"""Voice normalisation (VTLN, ``thg_nerf.audio.voice``) of a run: recovery of known warps, the warps it picks
+for other voices, the same on a live stream, and its cost.
+
+    .venv/bin/python benchmarks/bench_voice.py --run data/vn/run \\
+        --own ../shared/media/drive_macron_speech_48k.wav --clip ../shared/media/drive_radio_16k.wav \\
+        --clip ../shared/media/katiehill_8s_512px_25fps.mp4 --clip ../shared/media/speaker2_20s_1080x1920_25fps.mp4
+
+- ``recovery``: the run's own validation audio (and each ``--own`` recording of the same person) warped by
+  known factors (the augmentation's warp: resampling, pitch and formants together), then estimated: a perfect
+  estimator returns 1 / factor. No lips are involved anywhere, so this is the estimator's own check.
+- ``clips``: the warp each ``--clip`` (another voice; audio of a video or a wav) gets offline (whole clip) and
+  on a live stream (``StreamingFeatures`` fed 20 ms chunks: its warp after each 2 s and at the end; a
+  re-estimate happens once the audio of its log-mel frame has arrived, so a mark shows those up to about
+  0.2 s before it).
+- ``cost``: milliseconds per offline estimate and per streaming re-estimate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SR = 16000
+FACTORS = (0.8, 0.87, 0.93, 1.0, 1.08, 1.15, 1.25)
+
+
+def stream_warps(voice, wave: np.ndarray, fps: float = 25.0) -> tuple[dict[str, float], float]:
+    """The streaming warp after each 2 s of a wave fed in 20 ms chunks, and the mean ms per re-estimate."""
+    from thg_nerf.audio.stream import StreamingFeatures
+
+    feats = StreamingFeatures(fps, voice=voice)
+    chunk, marks = SR // 50, {}
+    calls = [0, 0.0]
+    update = feats._update_warp
+
+    def timed() -> None:
+        t = time.perf_counter()
+        update()
+        calls[0] += 1
+        calls[1] += time.perf_counter() - t
+
+    feats._update_warp = timed
+    for a in range(0, len(wave), chunk):
+        feats.push(wave[a:a + chunk])
+        end = a + chunk
+        if end % (2 * SR) == 0:
+            marks[f"{end // SR}s"] = round(feats.warp, 3)
+    feats.flush()
+    marks["end"] = round(feats.warp, 3)
+    return marks, round(1000 * calls[1] / max(1, calls[0]), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, type=Path)
+    ap.add_argument("--own", action="append", default=[], type=Path, help="other recordings of the same person")
+    ap.add_argument("--clip", action="append", default=[], type=Path, help="other voices (wav or video)")
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.dataset import load_dataset
+    from thg_nerf.log import setup_logging
+    from thg_nerf.motion.augment import Perturbation, perturb
+    from thg_nerf.motion.model import AudioMotionModel
+    from thg_nerf.train.checkpoint import read_run_info
+
+    setup_logging(quiet=True)
+    mm = AudioMotionModel.load(args.run)
+    if not mm.normalises_voice:
+        sys.exit(f"{args.run}'s motion model has no voice model (trained with motion.voice_norm false or before it)")
+    voice = mm.voice
+    ds = load_dataset(read_run_info(args.run)["data_dir"])
+    wave = load_audio(ds.path("audio"), SR)
+    val = np.array([r.img_id for r in ds.val])
+    own = {"val": wave[int(val.min() / ds.fps * SR):int((val.max() + 1) / ds.fps * SR)]}
+    own.update({p.stem: load_audio(p, SR) for p in args.own})
+    rng = np.random.default_rng(0)
+    recovery, errs = {}, []
+    for name, x in own.items():
+        row = {}
+        for a in FACTORS:
+            est = voice.estimate_warp(perturb(x, SR, Perturbation(warp=a), rng)[0])
+            row[f"{a:.2f}"] = round(est, 3)
+            errs.append(np.log(est * a))
+        recovery[name] = row
+    out: dict = {"run": str(args.run), "recovery": recovery,
+                 "recovery_rms_pct": round(100 * float(np.sqrt(np.mean(np.square(errs)))), 2),
+                 "recovery_max_pct": round(100 * float(np.max(np.abs(errs))), 2), "clips": {}}
+    print(json.dumps({k: out[k] for k in ("recovery", "recovery_rms_pct", "recovery_max_pct")}), flush=True)
+    ms_offline, ms_stream = [], []
+    for path in [Path("val")] + args.clip:
+        x = own["val"] if str(path) == "val" else load_audio(path, SR)
+        t = time.perf_counter()
+        offline = voice.estimate_warp(x)
+        ms_offline.append(1000 * (time.perf_counter() - t))
+        marks, ms = stream_warps(voice, x)
+        ms_stream.append(ms)
+        row = {"seconds": round(len(x) / SR, 1), "offline": round(offline, 3), "stream": marks}
+        out["clips"][path.stem] = row
+        print(path.stem, json.dumps(row), flush=True)
+    out["cost"] = {"offline_ms_mean": round(float(np.mean(ms_offline)), 1),
+                   "stream_reestimate_ms_mean": round(float(np.mean(ms_stream)), 1)}
+    print(json.dumps(out["cost"]))
+    if args.out:
+        args.out.write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
