@@ -19,6 +19,9 @@ run's audio -> motion model:
 - ``highpass_scan``: the lag-0 correlation with the clip's audio high-passed first (4th-order Butterworth,
   zero phase) at each cutoff (Hz), a probe of how much the lowest bands (pitch, room rumble) hurt;
 - ``median_f0_hz``: the clip's median pitch (YIN, voiced frames of its speech), and the run's own clip's.
+- ``ridge`` / ``ridge_voice_norm``: the same lag-0 correlation for an independent predictor, the ridge
+  regressor from mel windows to the mouth opening fitted on the run's training frames (``bench_lipsync.py``'s
+  ``corr_regressor``), from the clip's features without and with the run's voice warp.
 """
 
 from __future__ import annotations
@@ -105,12 +108,15 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
+    from bench_lipsync import ridge_mouth
     from scipy.signal import butter, sosfiltfilt
 
+    from thg_nerf.audio.features import extract_features
     from thg_nerf.audio.io import load_audio
     from thg_nerf.dataset import load_dataset
     from thg_nerf.log import setup_logging
     from thg_nerf.motion.augment import Perturbation, perturb
+    from thg_nerf.motion.model import corr
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
 
@@ -119,6 +125,7 @@ def main() -> None:
     mm = run.motion_model
     own = load_dataset(read_run_info(args.run)["data_dir"])
     out = {"run": str(args.run), "own_median_f0_hz": median_f0(load_audio(own.path("audio"), SR)[: 30 * SR])}
+    r_w, r_mu, r_sd = ridge_mouth(own)
     rng = np.random.default_rng(0)
     for video in args.cross:
         ds = cross_dataset(video, args.cache, run.cfg.preprocess)
@@ -131,7 +138,11 @@ def main() -> None:
             warp_scan[f"{a:.2f}"] = lag0_corr(mm, w, ds, real, ok)
         hp_scan = {str(fc): lag0_corr(mm, sosfiltfilt(butter(4, fc, fs=SR, btype="high", output="sos"), wave)
                                       .astype(np.float32), ds, real, ok) for fc in HIGHPASS_HZ}
+        x = [extract_features(wave, SR, ds.fps, ds.n_frames, "mel", warp=a).reshape(ds.n_frames, -1)
+             for a in (1.0, res["voice_warp"])]
+        ridge_plain, ridge_norm = (round(float(corr((((v - r_mu) / r_sd) @ r_w)[ok], real[ok])), 3) for v in x)
         row = {"corr": res["corr"], "voice_warp": res["voice_warp"], "corr_plain": lag0_corr(mm, wave, ds, real, ok),
+               "ridge": ridge_plain, "ridge_voice_norm": ridge_norm,
                "frames": res["frames"], **reliability(pred, real, ok, ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
         out[video.stem] = row
