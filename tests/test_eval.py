@@ -59,3 +59,33 @@ def test_eval_errors_are_one_line(trained_synthetic_run, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no checkpoint" in err[0]
     assert not (run / "eval").exists()
+
+
+def test_cross_speaker_check_on_another_persons_clip(trained_synthetic_run, tmp_path, media_file):
+    """``eval --cross``: another person's clip preprocessed once into the cache, their audio voice-normalised
+    and driven through this run's motion model, correlated with their tracked mouth."""
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.audio.voice import VoiceModel
+    from thg_nerf.train.checkpoint import load_run
+    from thg_nerf.train.evaluate import cross_speaker
+
+    video = media_file("katiehill_8s_512px_25fps.mp4")
+    run = load_run(trained_synthetic_run.run_dir)
+    assert run.motion_model.voice is None  # 4 s of synthetic audio: too little speech for a voice model
+    assert cross_speaker(run, video, tmp_path / "cache", tmp_path)["voice_warp"] == 1.0
+    # with a man's voice model (macron's), her voice is warped down towards his (docs/BENCHMARKS.md: 0.80)
+    run.motion_model.voice = VoiceModel.fit(load_audio(media_file("macron_50s_512px_30fps.mp4"), 16000)[:45 * 16000])
+    res = cross_speaker(run, video, tmp_path / "cache", tmp_path)
+    assert res["frames"] >= 150 and -1.0 <= res["corr"] <= 1.0
+    assert 0.8 - 1e-6 <= res["voice_warp"] <= 0.85
+    assert abs(res["best_lag_frames"]) <= 10
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        assert (tmp_path / f"cross_{video.stem}.png").is_file()
+    tracking = tmp_path / "cache" / video.stem / "tracking.npz"
+    stamp = tracking.stat().st_mtime_ns
+    assert cross_speaker(run, video, tmp_path / "cache", tmp_path) == res  # the cached clip is reused
+    assert tracking.stat().st_mtime_ns == stamp

@@ -364,7 +364,7 @@ def _log_report(run_dir: Path, report: dict) -> None:
     if "motion" in lip:
         parts.append(f"motion-level mouth corr {lip['motion']['mouth_corr']}, mouth gain {lip['mouth_gain']:.2f}")
     for c in report.get("cross", []):
-        parts.append(f"cross {c['video']}: corr {c['corr']}")
+        parts.append(f"cross {c['video']}: corr {c['corr']} (voice warp {c['voice_warp']})")
     log.info("; ".join(parts) + f"; written to {run_dir / 'eval'}")
 
 
@@ -415,11 +415,12 @@ def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
     ds = cross_dataset(video, cache, run.cfg.preprocess)
     res, pred, real, ok = cross_mouth(run.motion_model, ds)
     res = {"video": str(video), **res, "av_offset_s": (ds.meta.get("audio") or {}).get("av_offset_s")}
-    _cross_plot(out / f"cross_{video.stem}.png", pred, real, ok, video.name, res["corr"])
+    _cross_plot(out / f"cross_{video.stem}.png", pred, real, ok, video.name, res["corr"], res["voice_warp"])
     return res
 
 
-def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, name: str, c: float | None) -> None:
+def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, name: str, c: float | None,
+                warp: float) -> None:
     try:
         import matplotlib
 
@@ -431,4 +432,5 @@ def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, 
     for k, v in (("real mouth (tracked)", real), ("predicted from audio", pred)):
         v = np.where(ok, v, np.nan)
         z[k] = (v - np.nanmean(v)) / (np.nanstd(v) + 1e-12)
-    _line_plot(plt, path, np.arange(len(pred)), z, "z-score", f"cross-speaker mouth opening: {name} (corr {c})")
+    _line_plot(plt, path, np.arange(len(pred)), z, "z-score",
+               f"cross-speaker mouth opening: {name} (corr {c}, voice warp {warp})")
