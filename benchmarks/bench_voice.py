@@ -12,7 +12,9 @@ for other voices, the same on a live stream, and its cost.
   on a live stream (``StreamingFeatures`` fed 20 ms chunks: its warp after each 2 s and at the end; a
   re-estimate happens once the audio of its log-mel frame has arrived, so a mark shows those up to about
   0.2 s before it).
-- ``cost``: milliseconds per offline estimate and per streaming re-estimate.
+- ``cost``: milliseconds per offline estimate and per streaming re-estimate, and the whole streaming
+  feature extraction per second of audio with and without normalisation (the first ``--own`` recording, or
+  the validation audio, repeated to 60 s and fed in 20 ms chunks).
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ def stream_warps(voice, wave: np.ndarray, fps: float = 25.0) -> tuple[dict[str, 
     feats.flush()
     marks["end"] = round(feats.warp, 3)
     return marks, round(1000 * calls[1] / max(1, calls[0]), 1)
+
+
+def stream_cost(voice, wave: np.ndarray, seconds: float = 60.0) -> dict[str, float]:
+    """Milliseconds of streaming feature extraction per second of audio, without and with ``voice``."""
+    from thg_nerf.audio.stream import StreamingFeatures
+
+    x = np.tile(wave, int(np.ceil(seconds * SR / len(wave))))[:int(seconds * SR)]
+    out = {}
+    for name, v in (("stream_ms_per_s_plain", None), ("stream_ms_per_s_voice_norm", voice)):
+        feats = StreamingFeatures(25.0, voice=v)
+        t = time.perf_counter()
+        for a in range(0, len(x), SR // 50):
+            feats.push(x[a:a + SR // 50])
+        feats.flush()
+        out[name] = round(1000 * (time.perf_counter() - t) / seconds, 1)
+    return out
 
 
 def main() -> None:
@@ -108,7 +126,8 @@ def main() -> None:
         out["clips"][path.stem] = row
         print(path.stem, json.dumps(row), flush=True)
     out["cost"] = {"offline_ms_mean": round(float(np.mean(ms_offline)), 1),
-                   "stream_reestimate_ms_mean": round(float(np.mean(ms_stream)), 1)}
+                   "stream_reestimate_ms_mean": round(float(np.mean(ms_stream)), 1),
+                   **stream_cost(voice, list(own.values())[-1])}
     print(json.dumps(out["cost"]))
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))
