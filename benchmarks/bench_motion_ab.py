@@ -54,6 +54,8 @@ VARIANTS = {
     "mel+aug+lifter+mouth1+gainvoices+vtln+sat": {**_VTLN, "voice_norm_train": True},
     "mel+aug+lifter+mouth1+gainvoices+vtln+sat+noaugwarp": {**_VTLN, "voice_norm_train": True,
                                                             "augment": {"warp": [1.0, 1.0]}},
+    "mel+aug+lifter16+mouth1+gainvoices+vtln": {**_VTLN, "lifter": 16},
+    "mel+aug+lifter+mouth1+gainvoices+vtln+narrowwarp": {**_VTLN, "augment": {"warp": [0.91, 1.1]}},
 }
 
 
