@@ -12,10 +12,10 @@ of speech has been heard, so the first syllable is not normalised against itself
 of speech the features match the per-clip ones closely (measured: docs/BENCHMARKS.md, section Serve).
 
 Voice normalisation (``voice``, see :mod:`thg_nerf.audio.voice`): offline, one filterbank warp is estimated
-from the whole clip; here it is re-estimated every ``WARP_EVERY`` log-mel frames (1 s) from the speech of the
+from the whole clip; here it is re-estimated every ``WARP_EVERY`` log-mel frames (2 s) from the speech of the
 normalisation history (at most ``WARP_FRAMES`` frames of it, evenly spaced), starting once
 ``MIN_SPEECH_FRAMES`` of speech have been heard (warp 1 before), and each new log-mel frame uses the current
-warp (the history is re-filtered when it changes). Cost: about 3 % of one core per stream.
+warp (the history is re-filtered when it changes). Cost: about 0.5 % of one core per stream.
 
 The output depends only on the samples, never on how they were split into chunks: a file streamed offline
 through :meth:`TalkingHead.stream` and the same audio sent to ``thg-nerf serve`` in 20 ms packets give the same
@@ -55,10 +55,10 @@ HISTORY_S = 20.0
 MIN_SPEECH_S = 0.1
 #: The reference is recomputed every this many log-mel frames (100 ms), and every frame until it first exists.
 REF_EVERY = 5
-#: The voice-normalisation warp is re-estimated every this many log-mel frames (1 s).
-WARP_EVERY = 50
+#: The voice-normalisation warp is re-estimated every this many log-mel frames (2 s).
+WARP_EVERY = 100
 #: At most this many of the history's speech frames (evenly spaced) are scored per re-estimate.
-WARP_FRAMES = 400
+WARP_FRAMES = 300
 _HOP_S = MEL_HOP / SAMPLE_RATE
 
 
