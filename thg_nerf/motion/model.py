@@ -96,11 +96,16 @@ class AudioMotionModel:
 
         return self.voice.estimate_warp(resample(wave, sr, SAMPLE_RATE)) if self.normalises_voice else 1.0
 
-    def features(self, wave: np.ndarray, sr: int, fps: float, n_frames: int) -> np.ndarray:
-        """Feature windows [n_frames, T, C] of a wave, as this model reads them (voice-normalised)."""
+    def features(self, wave: np.ndarray, sr: int, fps: float, n_frames: int,
+                 warp: float | None = None) -> np.ndarray:
+        """Feature windows [n_frames, T, C] of a wave, as this model reads them (voice-normalised).
+
+        ``warp``: the filterbank warp when the caller already has it (:meth:`voice_warp` of this wave).
+        """
         from thg_nerf.audio.features import extract_features
 
-        warp = self.voice_warp(wave, sr)
+        if warp is None:
+            warp = self.voice_warp(wave, sr)
         if abs(warp - 1.0) > 0.01:
             log.info(f"voice normalisation: filterbank warp {warp:.3f}")
         return extract_features(wave, sr, fps, n_frames, self.spec, warp=warp)
@@ -207,7 +212,7 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
             cfg: AugmentConfig, seq_len: int, rng: np.random.Generator,
             voice: VoiceModel | None = None) -> list[_Sequence]:
     """The clean copy plus ``cfg.copies`` perturbed ones, targets re-timed to each (each perturbed copy's
-    features voice-normalised when ``voice`` is given)."""
+    features voice-normalised when ``voice`` is given; mel specs only)."""
     from thg_nerf.audio.features import extract_features
 
     clean = extract_features(wave, SAMPLE_RATE, fps, n_frames, spec)
@@ -220,7 +225,7 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
         orig = np.arange(n) / scale  # original frame position of each new frame
         target = np.stack([np.interp(orig, src, z[:, k]) for k in range(z.shape[1])], axis=1).astype(np.float32)
         usable = train_mask[np.clip(np.rint(orig).astype(int), 0, n_frames - 1)]
-        warp = voice.estimate_warp(x) if voice is not None and str(spec).startswith("mel") else 1.0
+        warp = voice.estimate_warp(x) if voice is not None else 1.0
         feats = extract_features(x, SAMPLE_RATE, fps, n, spec, warp=warp)
         out.append(_Sequence(feats, target, usable, _starts(usable, seq_len), orig))
     return out
@@ -255,7 +260,9 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     wave = load_audio(ds.path("audio"), SAMPLE_RATE)
     spec = cfg.features
     feature_shape(spec)  # validates the spec with a one-line error before any work
-    voice = _fit_voice(wave, ds.fps, train_ids) if cfg.voice_norm or cfg.voice_norm_train else None
+    # the voice model (mel features only: the warp acts on the log-mel filterbank)
+    wants_voice = (cfg.voice_norm or cfg.voice_norm_train) and str(spec).startswith("mel")
+    voice = _fit_voice(wave, ds.fps, train_ids) if wants_voice else None
     seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng,
                    voice if cfg.voice_norm_train else None)
     seqs = [s for s in seqs if len(s.starts)]

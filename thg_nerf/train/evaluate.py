@@ -399,12 +399,13 @@ def cross_mouth(mm: AudioMotionModel, ds: Dataset, wave: np.ndarray | None = Non
     ok = np.asarray(trk["valid"], bool)
     if wave is None:
         wave = load_audio(ds.path("audio"), 16000)
-    pred = mm.mouth(mm.predict(mm.features(wave, 16000, ds.fps, ds.n_frames)))
+    warp = mm.voice_warp(wave, 16000)
+    pred = mm.mouth(mm.predict(mm.features(wave, 16000, ds.fps, ds.n_frames, warp=warp)))
     c = corr(pred[ok], real[ok])
     lag = metrics.sync_offset(pred[ok], real[ok], SYNC_MAX_LAG)
     res = {"frames": int(ok.sum()), "corr": None if c is None else round(c, 4),
            "best_lag_frames": lag["offset_frames"], "best_lag_corr": lag["peak_corr"],
-           "voice_warp": round(mm.voice_warp(wave, 16000), 3)}
+           "voice_warp": round(warp, 3)}
     return res, pred, real, ok
 
 
