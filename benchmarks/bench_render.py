@@ -105,15 +105,12 @@ class ConstantRun:
 
 def _rss_mb() -> float:
     """Current resident memory of this process (MB; Linux /proc, else the peak so far)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
     import resource
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from thg_nerf.utils.system import resident_mb
+
+    rss = resident_mb()
+    return rss if rss is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_memory(minutes: float, size: int, tmp: Path) -> dict:

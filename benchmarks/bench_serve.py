@@ -130,10 +130,12 @@ class _Server:
             raise RuntimeError("server did not start")
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        return 0.0
+        from thg_nerf.utils.system import resident_mb
+
+        rss = resident_mb(self.proc.pid)
+        if rss is None:
+            raise RuntimeError(f"cannot read the server's memory (pid {self.proc.pid})")
+        return rss
 
     def stop(self) -> None:
         if self.proc.poll() is None:

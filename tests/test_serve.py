@@ -25,6 +25,7 @@ from thg_nerf.serve.app import LiveServer, is_loopback  # noqa: E402
 from thg_nerf.serve.client import stream_audio, ws_url  # noqa: E402
 from thg_nerf.serve.protocol import pack_audio, unpack_audio  # noqa: E402
 from thg_nerf.testing.signals import speech_like  # noqa: E402
+from thg_nerf.utils.system import resident_mb  # noqa: E402
 
 SR = 16000
 START_TIMEOUT_S = 600  # loading the run and building the fast path on a busy 2-core machine
@@ -55,10 +56,9 @@ class Server:
             raise AssertionError("server did not start:\n" + "".join(self.lines[-20:]))
 
     def rss_mb(self) -> float:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-        return 0.0
+        rss = resident_mb(self.proc.pid)
+        assert rss is not None, f"cannot read the server's memory (pid {self.proc.pid})"
+        return rss
 
     def stats(self) -> dict:
         import urllib.request

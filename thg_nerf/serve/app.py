@@ -40,6 +40,7 @@ from thg_nerf.serve.protocol import (
     parse_control,
     unpack_audio,
 )
+from thg_nerf.utils.system import resident_mb
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -73,17 +74,6 @@ def is_loopback(host: str) -> bool:
 def static_dir() -> Path:
     """The page's files (package data ``thg_nerf/serve/static``)."""
     return Path(str(resources.files("thg_nerf.serve") / "static"))
-
-
-def resident_mb() -> float:
-    """Resident memory of this process in MB (Linux; 0 elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return 0.0
 
 
 class _Bucket:
@@ -246,7 +236,7 @@ class LiveServer:
         live_dropped = sum(s.dropped for s in self.sessions.values())
         return {**self.totals, "dropped": self.totals["dropped"] + live_dropped, "connected": len(self.sessions),
                 "uptime_s": round(time.monotonic() - self.started, 1),
-                "rss_mb": round(resident_mb(), 1), "fps": self.renderer.fps,
+                "rss_mb": round(resident_mb() or 0.0, 1), "fps": self.renderer.fps,
                 "size": list(self.renderer.size), "fast_path": self.renderer.fast is not None}
 
     # ------------------------------------------------------------ clients

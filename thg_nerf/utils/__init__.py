@@ -1,1 +1,1 @@
-"""Small shared helpers (atomic output directories, JSON IO)."""
+"""Small shared helpers (atomic output directories, JSON IO, video IO, process memory)."""
