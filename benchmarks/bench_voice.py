@@ -12,6 +12,11 @@ for other voices, the same on a live stream, and its cost.
   on a live stream (``StreamingFeatures`` fed 20 ms chunks: its warp after each 2 s and at the end; a
   re-estimate happens once the audio of its log-mel frame has arrived, so a mark shows those up to about
   0.2 s before it).
+- ``curves`` (with ``--wide LO HI``): how sharply each clip's warp is determined. The mean per-frame
+  log-likelihood of its speech at each warp, relative to its best, under the run's voice model over the run's
+  own grid, and under a model refitted the same way on the same training audio with the bands that stay
+  below Nyquist down to LO (fewer bands), over a log grid LO..HI; ``within_0.2``: the warps scoring within
+  0.2 nats per frame of the best.
 - ``cost``: milliseconds per offline estimate and per streaming re-estimate, and the whole streaming
   feature extraction per second of audio with and without normalisation (the first ``--own`` recording, or
   the validation audio, repeated to 60 s and fed in 20 ms chunks).
@@ -32,6 +37,39 @@ sys.path.insert(0, str(REPO))
 
 SR = 16000
 FACTORS = (0.8, 0.87, 0.93, 1.0, 1.08, 1.15, 1.25)
+#: Points of the ``--wide`` likelihood curve.
+CURVE_STEPS = 33
+
+
+def likelihood_curve(voice, power: np.ndarray, warps: np.ndarray) -> dict:
+    """Mean per-frame log-likelihood of speech power spectra [S, F] at each warp, relative to the best."""
+    from thg_nerf.audio.voice import cepstra
+
+    s = np.array([voice.score(cepstra(power, w)) for w in warps])
+    near = warps[s >= s.max() - 0.2]
+    return {"best": round(float(warps[np.argmax(s)]), 3), "within_0.2": [round(float(near.min()), 3),
+            round(float(near.max()), 3)], "curve": {f"{w:.3f}": round(float(v - s.max()), 3)
+                                                     for w, v in zip(warps, s)}}
+
+
+def wide_curves(run_voice, train_wave: np.ndarray, clips: dict[str, np.ndarray], lo: float, hi: float) -> dict:
+    """``curves`` of the module docstring: the run's model on its grid, and a refitted one on LO..HI."""
+    import thg_nerf.audio.voice as V
+
+    out = {"run_model": {"bands": V.scored_bands()}}
+    own = V.warp_grid()
+    powers = {k: V.speech_power(x) for k, x in clips.items()}
+    out["run_model"].update({k: likelihood_curve(run_voice, p, own) for k, p in powers.items()})
+    saved = V.WARP_RANGE
+    V.WARP_RANGE = (lo, hi)  # scored_bands() and cepstra() read it: the refitted model keeps fewer bands
+    try:
+        wide = V.VoiceModel.fit(train_wave)
+        out["wide_model"] = {"bands": V.scored_bands()}
+        warps = np.exp(np.linspace(np.log(lo), np.log(hi), CURVE_STEPS))
+        out["wide_model"].update({k: likelihood_curve(wide, p, warps) for k, p in powers.items()})
+    finally:
+        V.WARP_RANGE = saved
+    return out
 
 
 def stream_warps(voice, wave: np.ndarray, fps: float = 25.0) -> tuple[dict[str, float], float]:
@@ -81,6 +119,8 @@ def main() -> None:
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--own", action="append", default=[], type=Path, help="other recordings of the same person")
     ap.add_argument("--clip", action="append", default=[], type=Path, help="other voices (wav or video)")
+    ap.add_argument("--wide", nargs=2, type=float, metavar=("LO", "HI"),
+                    help="also the likelihood curves of every clip, on the run's grid and on LO..HI")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -129,6 +169,16 @@ def main() -> None:
                    "stream_reestimate_ms_mean": round(float(np.mean(ms_stream)), 1),
                    **stream_cost(voice, list(own.values())[-1])}
     print(json.dumps(out["cost"]))
+    if args.wide:
+        from thg_nerf.motion.model import frames_audio
+
+        train_wave = frames_audio(wave, ds.fps, np.array([r.img_id for r in ds.train]))
+        clips = {"val": own["val"], **{p.stem: load_audio(p, SR) for p in args.own + args.clip}}
+        out["curves"] = wide_curves(voice, train_wave, clips, *args.wide)
+        for model in ("run_model", "wide_model"):
+            for k, v in out["curves"][model].items():
+                if k != "bands":
+                    print(model, k, "best", v["best"], "within 0.2 nats:", v["within_0.2"], flush=True)
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))
 

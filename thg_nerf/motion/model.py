@@ -363,12 +363,17 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     return model
 
 
+def frames_audio(wave: np.ndarray, fps: float, frame_ids: np.ndarray) -> np.ndarray:
+    """The samples of a 16 kHz wave [n] under the given video frames, concatenated in time order."""
+    keep = np.zeros(len(wave), bool)
+    for i in frame_ids:
+        keep[int(i / fps * SAMPLE_RATE):int((i + 1) / fps * SAMPLE_RATE)] = True
+    return wave[keep]
+
+
 def _fit_voice(wave: np.ndarray, fps: float, train_ids: np.ndarray) -> VoiceModel | None:
     """The person's voice model, fitted on the audio of the train split's frames (None: too little speech)."""
-    keep = np.zeros(len(wave), bool)
-    for i in train_ids:
-        keep[int(i / fps * SAMPLE_RATE):int((i + 1) / fps * SAMPLE_RATE)] = True
-    voice = VoiceModel.fit(wave[keep])
+    voice = VoiceModel.fit(frames_audio(wave, fps, train_ids))
     if voice is None:
         log.warning("too little speech in the train split for a voice model: new voices are not normalised")
     return voice
