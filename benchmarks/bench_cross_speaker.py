@@ -9,10 +9,11 @@ run's audio -> motion model:
 
 - ``corr``: predicted vs tracked mouth opening at lag 0 (the figure ``eval --cross`` reports, with the run's
   voice normalisation), ``voice_warp``: the filterbank warp it applied, ``corr_plain``: the same without it;
-- ``null``: the same correlation with the prediction circularly shifted by at least 1 s (unrelated speech of
-  the same clip): its mean, standard deviation and 95th percentile of the absolute value;
-- ``bootstrap_90``: 5th / 95th percentile of the correlation over 2000 moving-block bootstrap resamples of the
-  valid frames (blocks of 1 s, which keep the series' autocorrelation);
+- ``chance_95``: 95th percentile of the absolute correlation with the prediction circularly shifted by at
+  least 1 s (unrelated speech of the same clip), ``interval_90``: 5th / 95th percentile of the correlation
+  over 2000 moving-block bootstrap resamples (blocks of 1 s); both as ``thg-nerf eval --cross`` reports them
+  (``thg_nerf.train.metrics.corr_reliability``; before the sixth session this script computed them itself,
+  as ``null_abs_95`` and ``bootstrap_90``, and also reported the null's mean and standard deviation);
 - ``warp_scan``: the lag-0 correlation with the clip's audio frequency-warped by each factor first (the
   augmentation's warp: pitch and formants scaled together; < 1 = a lower, longer vocal tract), without the
   run's voice normalisation (as is the high-pass scan);
@@ -63,27 +64,6 @@ def median_f0(wave: np.ndarray, sr: int = SR, fmin: float = 60.0, fmax: float = 
     return round(float(np.median(f0)), 1) if f0 else None
 
 
-def reliability(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, fps: float, seed: int = 0) -> dict:
-    """Null (circular shifts >= 1 s) and moving-block bootstrap figures of corr(pred, real) on ``ok`` frames."""
-    from thg_nerf.motion.model import corr
-
-    n, lag = len(pred), int(round(fps))
-    null = np.array([corr(np.roll(pred, s)[ok], real[ok]) for s in range(lag, n - lag)], np.float64)
-    idx = np.nonzero(ok)[0]
-    rng = np.random.default_rng(seed)
-    block = min(lag, len(idx) // 4)
-    boots = []
-    for _ in range(2000):
-        starts = rng.integers(0, len(idx) - block, len(idx) // block + 1)
-        sel = np.concatenate([idx[a:a + block] for a in starts])[:len(idx)]
-        c = corr(pred[sel], real[sel])
-        if c is not None:
-            boots.append(c)
-    return {"null_mean": round(float(np.mean(null)), 3), "null_sd": round(float(np.std(null)), 3),
-            "null_abs_95": round(float(np.percentile(np.abs(null), 95)), 3),
-            "bootstrap_90": [round(float(v), 3) for v in np.percentile(boots, [5, 95])]}
-
-
 def plain_mouth(mm, wave: np.ndarray, ds) -> np.ndarray:
     """``mm``'s predicted mouth opening [N] from ``wave`` without voice normalisation."""
     from thg_nerf.audio.features import extract_features
@@ -119,6 +99,7 @@ def main() -> None:
     from thg_nerf.motion.model import corr
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
+    from thg_nerf.train.metrics import corr_reliability
 
     setup_logging(quiet=True)
     run = load_run(args.run)
@@ -143,7 +124,7 @@ def main() -> None:
         ridge_plain, ridge_norm = (round(float(corr((((v - r_mu) / r_sd) @ r_w)[ok], real[ok])), 3) for v in x)
         row = {"corr": res["corr"], "voice_warp": res["voice_warp"], "corr_plain": lag0_corr(mm, wave, ds, real, ok),
                "ridge": ridge_plain, "ridge_voice_norm": ridge_norm,
-               "frames": res["frames"], **reliability(pred, real, ok, ds.fps),
+               "frames": res["frames"], **corr_reliability(pred[ok], real[ok], ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
         out[video.stem] = row
         print(video.stem, json.dumps(row), flush=True)

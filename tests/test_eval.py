@@ -35,6 +35,32 @@ def test_sync_offset_finds_a_known_lag():
     assert flat["offset_frames"] is None
 
 
+def _smooth_noise(rng: np.random.Generator, n: int, width: int = 6) -> np.ndarray:
+    return np.convolve(rng.standard_normal(n + width), np.ones(width) / width, "valid")[:n]
+
+
+def test_corr_reliability_bounds_a_known_correlation():
+    """The bootstrap interval holds the series' correlation and narrows with length; the chance level is
+    the brute-force one (|corr| over circular shifts of >= 1 s) and sits below a real correlation."""
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (200, 2000):
+        common, a_own, b_own = (_smooth_noise(rng, n) for _ in range(3))
+        a, b = common + a_own, common + b_own  # true correlation 0.5
+        res = metrics.corr_reliability(a, b, fps=25.0)
+        c = np.corrcoef(a, b)[0, 1]
+        lo, hi = res["interval_90"]
+        assert lo < c < hi and lo < 0.5 < hi
+        widths.append(hi - lo)
+        null = [abs(np.corrcoef(np.roll(a, s), b)[0, 1]) for s in range(25, n - 25 + 1)]
+        assert res["chance_95"] == pytest.approx(np.percentile(null, 95), abs=1e-3)
+        assert res["chance_95"] < c
+    assert widths[1] < 0.5 * widths[0]
+    unrelated = metrics.corr_reliability(_smooth_noise(rng, 500), _smooth_noise(rng, 500), fps=25.0)
+    assert unrelated["interval_90"][0] < 0.0 < unrelated["interval_90"][1]
+    assert metrics.corr_reliability(np.arange(90.0), np.arange(90.0), fps=25.0)["interval_90"] is None
+
+
 def test_mouth_opening_dark_grows_with_a_dark_mouth():
     img = np.full((64, 64, 3), 200, dtype=np.uint8)
     box = np.array([16, 16, 48, 48], dtype=np.float32)
@@ -79,6 +105,8 @@ def test_cross_speaker_check_on_another_persons_clip(trained_synthetic_run, tmp_
     assert res["frames"] >= 150 and -1.0 <= res["corr"] <= 1.0
     assert 0.8 - 1e-6 <= res["voice_warp"] <= 0.85
     assert abs(res["best_lag_frames"]) <= 10
+    lo, hi = res["interval_90"]
+    assert lo <= res["corr"] <= hi and 0.0 < res["chance_95"] < 1.0
     try:
         import matplotlib  # noqa: F401
     except ImportError:

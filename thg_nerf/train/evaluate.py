@@ -364,7 +364,10 @@ def _log_report(run_dir: Path, report: dict) -> None:
     if "motion" in lip:
         parts.append(f"motion-level mouth corr {lip['motion']['mouth_corr']}, mouth gain {lip['mouth_gain']:.2f}")
     for c in report.get("cross", []):
-        parts.append(f"cross {c['video']}: corr {c['corr']} (voice warp {c['voice_warp']})")
+        trust = (f", 90 % interval {c['interval_90'][0]}..{c['interval_90'][1]}, chance level {c['chance_95']}"
+                 if c.get("interval_90") else "")
+        parts.append(f"cross {c['video']}: corr {c['corr']} ({c['frames']} frames{trust}; voice warp "
+                     f"{c['voice_warp']})")
     log.info("; ".join(parts) + f"; written to {run_dir / 'eval'}")
 
 
@@ -412,16 +415,18 @@ def cross_mouth(mm: AudioMotionModel, ds: Dataset, wave: np.ndarray | None = Non
 def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
     """Cross-speaker lip check: predict motion from another person's talking ``video``'s audio with this
     run's model and correlate the predicted mouth opening (readout) with that person's tracked one
-    (``corr``; ``best_lag_*``: the best correlation within +-SYNC_MAX_LAG frames, for reference)."""
+    (``corr``; ``best_lag_*``: the best correlation within +-SYNC_MAX_LAG frames, for reference;
+    ``interval_90`` / ``chance_95``: how far ``corr`` can be trusted on a clip this long, see
+    :func:`thg_nerf.train.metrics.corr_reliability`)."""
     ds = cross_dataset(video, cache, run.cfg.preprocess)
     res, pred, real, ok = cross_mouth(run.motion_model, ds)
-    res = {"video": str(video), **res, "av_offset_s": (ds.meta.get("audio") or {}).get("av_offset_s")}
-    _cross_plot(out / f"cross_{video.stem}.png", pred, real, ok, video.name, res["corr"], res["voice_warp"])
+    res = {"video": str(video), **res, **metrics.corr_reliability(pred[ok], real[ok], ds.fps),
+           "av_offset_s": (ds.meta.get("audio") or {}).get("av_offset_s")}
+    _cross_plot(out / f"cross_{video.stem}.png", pred, real, ok, video.name, res)
     return res
 
 
-def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, name: str, c: float | None,
-                warp: float) -> None:
+def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, name: str, res: dict) -> None:
     try:
         import matplotlib
 
@@ -429,9 +434,11 @@ def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, 
         import matplotlib.pyplot as plt
     except ImportError:
         return
+    lo_hi = res.get("interval_90")
+    trust = f" (90 % interval {lo_hi[0]}..{lo_hi[1]}, chance level {res['chance_95']})" if lo_hi else ""
     z = {}
     for k, v in (("real mouth (tracked)", real), ("predicted from audio", pred)):
         v = np.where(ok, v, np.nan)
         z[k] = (v - np.nanmean(v)) / (np.nanstd(v) + 1e-12)
     _line_plot(plt, path, np.arange(len(pred)), z, "z-score",
-               f"cross-speaker mouth opening: {name} (corr {c}, voice warp {warp})")
+               f"cross-speaker mouth opening: {name}\ncorr {res['corr']}{trust}, voice warp {res['voice_warp']}")

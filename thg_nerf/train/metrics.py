@@ -142,3 +142,35 @@ def sync_offset(mouth: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict:
     best = int(np.argmax(corr))
     return {"offset_frames": lags[best], "confidence": round(corr[best] - float(np.median(corr)), 4),
             "peak_corr": round(corr[best], 4)}
+
+
+def corr_reliability(a: np.ndarray, b: np.ndarray, fps: float, n_boot: int = 2000, seed: int = 0) -> dict:
+    """How far the Pearson correlation of two per-frame series [N] can be trusted on a clip this short.
+
+    - ``interval_90``: 5th / 95th percentile of the correlation over ``n_boot`` moving-block bootstrap
+      resamples (blocks of 1 s, which keep the series' autocorrelation);
+    - ``chance_95``: 95th percentile of ``|corr|`` with ``a`` circularly shifted by every lag of at least
+      1 s (unrelated stretches of the same two series: the level chance reaches here).
+
+    Values are None when the series are constant or shorter than 4 s.
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    n, block = len(a), max(1, int(round(fps)))
+    if n < 4 * block or a.std() < 1e-12 or b.std() < 1e-12:
+        return {"interval_90": None, "chance_95": None}
+
+    def rows_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        x = x - x.mean(1, keepdims=True)
+        y = y - y.mean(1, keepdims=True)
+        den = np.sqrt((x**2).sum(1) * (y**2).sum(1))
+        return np.where(den > 1e-12, (x * y).sum(1) / np.maximum(den, 1e-12), np.nan)
+
+    shifts = np.arange(block, n - block + 1)
+    null = rows_corr(a[(np.arange(n)[None, :] - shifts[:, None]) % n], np.broadcast_to(b, (len(shifts), n)))
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, n - block + 1, (n_boot, n // block + 1))
+    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
+    boots = rows_corr(a[idx], b[idx])
+    lo, hi = np.nanpercentile(boots, [5, 95])
+    return {"interval_90": [round(float(lo), 3), round(float(hi), 3)],
+            "chance_95": round(float(np.nanpercentile(np.abs(null), 95)), 3)}
