@@ -8,7 +8,8 @@ For each ``--cross`` clip (preprocessed once into ``--cache``, as ``thg-nerf eva
 run's audio -> motion model:
 
 - ``corr``: predicted vs tracked mouth opening at lag 0 (the figure ``eval --cross`` reports, with the run's
-  voice normalisation), ``voice_warp``: the filterbank warp it applied, ``corr_plain``: the same without it;
+  voice normalisation), ``voice_warp``: the filterbank warp it applied, ``corr_plain``: the same without it,
+  ``corr_warp_only``: with the warp but not the band spread matching;
 - ``chance_95``: 95th percentile of the absolute correlation with the prediction circularly shifted by at
   least 1 s (unrelated speech of the same clip), ``interval_90``: 5th / 95th percentile of the correlation
   over 2000 moving-block bootstrap resamples (blocks of 1 s); both as ``thg-nerf eval --cross`` reports them
@@ -22,7 +23,8 @@ run's audio -> motion model:
 - ``median_f0_hz``: the clip's median pitch (YIN, voiced frames of its speech), and the run's own clip's.
 - ``ridge`` / ``ridge_voice_norm``: the same lag-0 correlation for an independent predictor, the ridge
   regressor from mel windows to the mouth opening fitted on the run's training frames (``bench_lipsync.py``'s
-  ``corr_regressor``), from the clip's features without and with the run's voice warp.
+  ``corr_regressor``), from the clip's features without and with the run's voice normalisation (warp, and
+  band spread when the run's voice model has one).
 """
 
 from __future__ import annotations
@@ -64,19 +66,20 @@ def median_f0(wave: np.ndarray, sr: int = SR, fmin: float = 60.0, fmax: float = 
     return round(float(np.median(f0)), 1) if f0 else None
 
 
-def plain_mouth(mm, wave: np.ndarray, ds) -> np.ndarray:
-    """``mm``'s predicted mouth opening [N] from ``wave`` without voice normalisation."""
+def plain_mouth(mm, wave: np.ndarray, ds, warp: float = 1.0) -> np.ndarray:
+    """``mm``'s predicted mouth opening [N] from ``wave`` without voice normalisation (or with the filterbank
+    warp ``warp`` alone)."""
     from thg_nerf.audio.features import extract_features
 
-    return mm.mouth(mm.predict(extract_features(wave, SR, ds.fps, ds.n_frames, mm.spec)))
+    return mm.mouth(mm.predict(extract_features(wave, SR, ds.fps, ds.n_frames, mm.spec, warp=warp)))
 
 
-def lag0_corr(mm, wave: np.ndarray, ds, real: np.ndarray, ok: np.ndarray) -> float:
-    """Lag-0 correlation of ``mm``'s predicted mouth opening from ``wave`` (no voice normalisation) with
-    ``real`` on ``ok`` frames."""
+def lag0_corr(mm, wave: np.ndarray, ds, real: np.ndarray, ok: np.ndarray, warp: float = 1.0) -> float:
+    """Lag-0 correlation of ``mm``'s predicted mouth opening from ``wave`` (no voice normalisation, or the warp
+    alone) with ``real`` on ``ok`` frames."""
     from thg_nerf.motion.model import corr
 
-    p = plain_mouth(mm, wave, ds)
+    p = plain_mouth(mm, wave, ds, warp)
     return round(float(corr(p[ok], real[ok])), 3)
 
 
@@ -119,10 +122,11 @@ def main() -> None:
             warp_scan[f"{a:.2f}"] = lag0_corr(mm, w, ds, real, ok)
         hp_scan = {str(fc): lag0_corr(mm, sosfiltfilt(butter(4, fc, fs=SR, btype="high", output="sos"), wave)
                                       .astype(np.float32), ds, real, ok) for fc in HIGHPASS_HZ}
-        x = [extract_features(wave, SR, ds.fps, ds.n_frames, "mel", warp=a).reshape(ds.n_frames, -1)
-             for a in (1.0, res["voice_warp"])]
+        x = [extract_features(wave, SR, ds.fps, ds.n_frames, "mel", warp=a, spread=sp).reshape(ds.n_frames, -1)
+             for a, sp in ((1.0, None), (res["voice_warp"], mm.voice_spread))]
         ridge_plain, ridge_norm = (round(float(corr((((v - r_mu) / r_sd) @ r_w)[ok], real[ok])), 3) for v in x)
         row = {"corr": res["corr"], "voice_warp": res["voice_warp"], "corr_plain": lag0_corr(mm, wave, ds, real, ok),
+               "corr_warp_only": lag0_corr(mm, wave, ds, real, ok, res["voice_warp"]),
                "ridge": ridge_plain, "ridge_voice_norm": ridge_norm,
                "frames": res["frames"], **corr_reliability(pred[ok], real[ok], ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}

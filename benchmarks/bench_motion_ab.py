@@ -26,9 +26,11 @@ sys.path.insert(0, str(REPO))
 
 #: The motion loss and gain of the third session's defaults, which the older variants were measured with.
 _OWN_GAIN = {"mouth_weight": 0.0, "gain_voices": False, "voice_norm": False}
+#: Voice normalisation as the fifth session measured it: the warp alone.
+_WARP_ONLY = {"voice_norm": True, "voice_spread": False}
 _WIDE = {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}
 _MOUTH = {"features": "mel", "lifter": 12, "mouth_weight": 1.0, "voice_norm": False}
-_VTLN = {**_MOUTH, "gain_voices": True, "voice_norm": True}
+_VTLN = {**_MOUTH, "gain_voices": True, **_WARP_ONLY}
 
 #: name -> motion config overrides (on top of the tiny preset's defaults)
 VARIANTS = {
@@ -56,6 +58,8 @@ VARIANTS = {
                                                             "augment": {"warp": [1.0, 1.0]}},
     "mel+aug+lifter16+mouth1+gainvoices+vtln": {**_VTLN, "lifter": 16},
     "mel+aug+lifter+mouth1+gainvoices+vtln+narrowwarp": {**_VTLN, "augment": {"warp": [0.91, 1.1]}},
+    # sixth session: new voices' log-mel band spread matched to the person's too (default)
+    "mel+aug+lifter+mouth1+gainvoices+vtln+spread": {**_VTLN, "voice_spread": True},
 }
 
 

@@ -17,6 +17,10 @@ for other voices, the same on a live stream, and its cost.
   own grid, and under a model refitted the same way on the same training audio with the bands that stay
   below Nyquist down to LO (fewer bands), over a log grid LO..HI; ``within_0.2``: the warps scoring within
   0.2 nats per frame of the best.
+- ``own_band_sd`` and, per clip, ``band_sd_mean`` / ``band_sd_lowest``: the spread over speech of the
+  referenced log-mel bands (dB; mean over bands, lowest band) of the run's voice model (train split) and of
+  each clip (warp 1), and ``spread_scale_range``: the smallest and largest per-band factor band spread
+  matching applies to the clip after its warp.
 - ``cost``: milliseconds per offline estimate and per streaming re-estimate, and the whole streaming
   feature extraction per second of audio with and without normalisation (the first ``--own`` recording, or
   the validation audio, repeated to 60 s and fed in 20 ms chunks).
@@ -50,6 +54,23 @@ def likelihood_curve(voice, power: np.ndarray, warps: np.ndarray) -> dict:
     return {"best": round(float(warps[np.argmax(s)]), 3), "within_0.2": [round(float(near.min()), 3),
             round(float(near.max()), 3)], "curve": {f"{w:.3f}": round(float(v - s.max()), 3)
                                                      for w, v in zip(warps, s)}}
+
+
+def spread_summary(wave: np.ndarray, voice, warp: float) -> dict:
+    """A clip's log-mel band spread (dB, at warp 1: mean over bands and the lowest band) and the range of the
+    per-band factors band spread matching gives it after ``warp``."""
+    from thg_nerf.audio.features import band_spread, log_mel, mel_reference, spread_scale
+
+    db, level = log_mel(wave)
+    sd = band_spread(db, level, mel_reference(db, level))
+    out = {"band_sd_mean": None if sd is None else round(float(sd.mean()), 1),
+           "band_sd_lowest": None if sd is None else round(float(sd[0]), 1)}
+    if voice.band_sd is not None:
+        db, level = log_mel(wave, warp=warp)
+        scale = spread_scale(voice.band_sd, band_spread(db, level, mel_reference(db, level)))
+        out["spread_scale_range"] = None if scale is None else [round(float(scale.min()), 2),
+                                                                 round(float(scale.max()), 2)]
+    return out
 
 
 def wide_curves(run_voice, train_wave: np.ndarray, clips: dict[str, np.ndarray], lo: float, hi: float) -> dict:
@@ -153,7 +174,11 @@ def main() -> None:
     out: dict = {"run": str(args.run), "recovery": recovery,
                  "recovery_rms_pct": round(100 * float(np.sqrt(np.mean(np.square(errs)))), 2),
                  "recovery_max_pct": round(100 * float(np.max(np.abs(errs))), 2), "clips": {}}
-    print(json.dumps({k: out[k] for k in ("recovery", "recovery_rms_pct", "recovery_max_pct")}), flush=True)
+    if voice.band_sd is not None:
+        out["own_band_sd"] = {"mean": round(float(voice.band_sd.mean()), 1),
+                              "lowest": round(float(voice.band_sd[0]), 1)}
+    print(json.dumps({k: out[k] for k in ("recovery", "recovery_rms_pct", "recovery_max_pct", "own_band_sd")
+                      if k in out}), flush=True)
     ms_offline, ms_stream = [], []
     for path in [Path("val")] + args.clip:
         x = own["val"] if str(path) == "val" else load_audio(path, SR)
@@ -162,7 +187,8 @@ def main() -> None:
         ms_offline.append(1000 * (time.perf_counter() - t))
         marks, ms = stream_warps(voice, x)
         ms_stream.append(ms)
-        row = {"seconds": round(len(x) / SR, 1), "offline": round(offline, 3), "stream": marks}
+        row = {"seconds": round(len(x) / SR, 1), "offline": round(offline, 3), "stream": marks,
+               **spread_summary(x, voice, offline)}
         out["clips"][path.stem] = row
         print(path.stem, json.dumps(row), flush=True)
     out["cost"] = {"offline_ms_mean": round(float(np.mean(ms_offline)), 1),

@@ -153,6 +153,7 @@ def test_audio_to_motion_learns_the_mouth_and_round_trips(syn, tmp_path):
     # the person's voice model travels with the network; their own voice is left (about) unwarped
     assert model.voice is not None and loaded.normalises_voice
     np.testing.assert_allclose(loaded.voice.means, model.voice.means, rtol=1e-5)
+    np.testing.assert_allclose(loaded.voice_spread, model.voice.band_sd, rtol=1e-5)
     assert loaded.voice_warp(wave, SR) == pytest.approx(1.0, abs=0.04)
     assert loaded.spec == "mel" and loaded.meta["lookahead_s"] <= 0.2
     silent = model.mouth(model.predict(model.features(np.zeros(SR, np.float32), SR, ds.fps, 25)))

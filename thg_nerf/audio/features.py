@@ -15,7 +15,10 @@ Specs:
   (limited to ``TILT_DB`` below the loudest band, so empty bands stay silent). The feature is
   ``clip(dB - ref + FLOOR_DB, 0, FLOOR_DB + CEIL_DB) / DB_SCALE``: speech averages 2.0 per band whatever
   the gain, speaker or microphone, and silence (digital silence, anything ``FLOOR_DB`` below speech,
-  a silent clip, padding beyond the clip) is exactly 0.
+  a silent clip, padding beyond the clip) is exactly 0. Voice normalisation of another voice
+  (``thg_nerf.audio.voice``) can warp the filterbank (``warp``) and stretch each band's deviation from its
+  reference so that its spread over speech frames matches the person's (``spread``): ``clip((dB - ref) *
+  scale + FLOOR_DB, ...)``.
 - ``phones`` (needs the ``phones`` extra, pocketsphinx): soft one-hots over ``phones.PHONES`` (``SIL`` + the
   39 CMU English phones, ``C = 40``) of pocketsphinx's speaker-independent allphone decoder, on the mel grid
   (20 ms), ``T = 16`` steps; each step sums to 1 and silence / padding beyond the clip is the ``SIL`` one-hot
@@ -58,6 +61,10 @@ TILT_DB = 30.0
 FLOOR_DB = 40.0
 CEIL_DB = 20.0
 DB_SCALE = 20.0
+#: Speech frames (20 ms) a clip needs before its band spread is matched to another voice's (fewer: left alone).
+SPREAD_MIN_FRAMES = 100
+#: Limits of the per-band spread-matching factor.
+SPREAD_LIMITS = (0.5, 2.0)
 MODEL_CHUNK_S = 30.0
 MODEL_CONTEXT_S = 1.0
 _KINDS = ("mel", "phones", "mel+phones", "hubert", "wav2vec2", "npy")
@@ -115,11 +122,12 @@ def feature_shape(spec: str | AudioSpec) -> tuple[int, int]:
     return MODEL_STEPS, int(read_json(s.path / "config.json")["hidden_size"])
 
 
-def extract_features(wave: np.ndarray, sr: int, fps: float, n_frames: int,
-                     spec: str | AudioSpec = "mel", warp: float = 1.0) -> np.ndarray:
+def extract_features(wave: np.ndarray, sr: int, fps: float, n_frames: int, spec: str | AudioSpec = "mel",
+                     warp: float = 1.0, spread: np.ndarray | None = None) -> np.ndarray:
     """Audio feature windows of each video frame: [n_frames, T, C] float32 (see the module docstring).
 
-    ``warp``: frequency warp of the log-mel filterbank (vocal tract length normalisation; mel specs only).
+    ``warp``: frequency warp of the log-mel filterbank (vocal tract length normalisation); ``spread``: per-band
+    spread [C] to match the log-mel bands' to (:func:`normalise_log_mel`). Both for mel specs only.
     """
     s = parse_spec(spec)
     if fps <= 0 or n_frames <= 0:
@@ -130,7 +138,7 @@ def extract_features(wave: np.ndarray, sr: int, fps: float, n_frames: int,
     if s.kind in _GRID_KINDS:
         parts = []
         if s.kind != "phones":
-            series = normalise_log_mel(*log_mel(wave, warp=warp))
+            series = normalise_log_mel(*log_mel(wave, warp=warp), spread=spread)
             parts.append(window_series(series, MEL_HOP / SAMPLE_RATE, 0.0, fps, n_frames, MEL_STEPS, fill=0.0))
         if s.kind != "mel":
             from thg_nerf.audio.phones import onehot_silence, phone_posteriors
@@ -250,10 +258,17 @@ def speech_frames(frame_db: np.ndarray) -> np.ndarray:
     return active & (frame_db >= level - SPEECH_GATE_DB)
 
 
-def normalise_log_mel(db: np.ndarray, frame_db: np.ndarray) -> np.ndarray:
-    """Loudness/channel-normalised log-mel [M, C] in [0, 3]; silence is exactly 0 (see module docstring)."""
+def normalise_log_mel(db: np.ndarray, frame_db: np.ndarray, spread: np.ndarray | None = None) -> np.ndarray:
+    """Loudness/channel-normalised log-mel [M, C] in [0, 3]; silence is exactly 0 (see module docstring).
+
+    ``spread``: per-band spread [C] (dB, :func:`band_spread`) of another voice to match this clip's to
+    (:func:`spread_scale`; voice normalisation); None = leave it.
+    """
     ref = mel_reference(db, frame_db)
-    return np.zeros_like(db) if ref is None else apply_mel_reference(db, ref)
+    if ref is None:
+        return np.zeros_like(db)
+    scale = None if spread is None else spread_scale(spread, band_spread(db, frame_db, ref))
+    return apply_mel_reference(db, ref, scale)
 
 
 def mel_reference(db: np.ndarray, frame_db: np.ndarray, min_speech: int = 1) -> np.ndarray | None:
@@ -266,9 +281,29 @@ def mel_reference(db: np.ndarray, frame_db: np.ndarray, min_speech: int = 1) -> 
     return np.maximum(ref, ref.max() - TILT_DB)
 
 
-def apply_mel_reference(db: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Log-mel dB [..., C] referenced to ``ref`` [C] -> features in [0, 3] (float32)."""
-    return (np.clip(db - ref + FLOOR_DB, 0.0, FLOOR_DB + CEIL_DB) / DB_SCALE).astype(np.float32)
+def apply_mel_reference(db: np.ndarray, ref: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
+    """Log-mel dB [..., C] referenced to ``ref`` [C] -> features in [0, 3] (float32); ``scale`` [C] first
+    stretches each band's deviation from its reference (see :func:`spread_scale`)."""
+    dev = db - ref if scale is None else (db - ref) * scale
+    return (np.clip(dev + FLOOR_DB, 0.0, FLOOR_DB + CEIL_DB) / DB_SCALE).astype(np.float32)
+
+
+def band_spread(db: np.ndarray, frame_db: np.ndarray, ref: np.ndarray,
+                min_speech: int = SPREAD_MIN_FRAMES) -> np.ndarray | None:
+    """Per-band spread [C] (dB): the standard deviation over speech frames of log-mel ``db`` [M, C] referenced to
+    ``ref`` [C], within the range features represent; None with fewer than ``min_speech`` speech frames."""
+    speech = speech_frames(frame_db)
+    if speech.sum() < max(2, min_speech):
+        return None
+    return np.clip(db[speech] - ref, -FLOOR_DB, CEIL_DB).std(axis=0).astype(np.float32)
+
+
+def spread_scale(target: np.ndarray, own: np.ndarray | None) -> np.ndarray | None:
+    """Per-band factor [C] that gives a voice of spread ``own`` [C] the spread ``target`` [C] (both from
+    :func:`band_spread`), limited to ``SPREAD_LIMITS``; None when ``own`` is unknown (too little speech)."""
+    if own is None:
+        return None
+    return np.clip(np.asarray(target, np.float32) / np.maximum(own, 1e-3), *SPREAD_LIMITS).astype(np.float32)
 
 
 def _npy_features(path: Path, n_frames: int) -> np.ndarray:

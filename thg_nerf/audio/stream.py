@@ -15,7 +15,8 @@ Voice normalisation (``voice``, see :mod:`thg_nerf.audio.voice`): offline, one f
 from the whole clip; here it is re-estimated every ``WARP_EVERY`` log-mel frames (2 s) from the speech of the
 normalisation history (at most ``WARP_FRAMES`` frames of it, evenly spaced), starting once
 ``MIN_SPEECH_FRAMES`` of speech have been heard (warp 1 before), and each new log-mel frame uses the current
-warp (the history is re-filtered when it changes). Cost: about 0.5 % of one core per stream.
+warp (the history is re-filtered when it changes); the band spread scale is re-estimated with it, from the
+history's speech. Cost: about 0.5 % of one core per stream.
 
 The output depends only on the samples, never on how they were split into chunks: a file streamed offline
 through :meth:`TalkingHead.stream` and the same audio sent to ``thg-nerf serve`` in 20 ms packets give the same
@@ -37,12 +38,14 @@ from thg_nerf.audio.features import (
     MEL_WIN,
     SAMPLE_RATE,
     apply_mel_reference,
+    band_spread,
     frame_level_db,
     mel_filterbank,
     mel_reference,
     parse_spec,
     power_spectrum,
     speech_frames,
+    spread_scale,
     stft_frames,
     window_series,
 )
@@ -113,6 +116,7 @@ class StreamingFeatures:
         """The filterbank warp new log-mel frames get (voice normalisation; 1 without a voice model)."""
         self._fb = mel_filterbank().T
         self._ref: np.ndarray | None = None
+        self._scale: np.ndarray | None = None  # voice normalisation's band spread scale [C] (None: 1)
         self._series = np.zeros((0, MEL_BINS), np.float32)
         self._series_start = 0        # absolute mel index of _series[0]
         self._closed = False
@@ -177,7 +181,7 @@ class StreamingFeatures:
                 n = self._hist_n
                 self._ref = mel_reference(self._hist_db[n - self.history_len:n],
                                           self._hist_level[n - self.history_len:n], self.min_speech)
-            out[k] = 0.0 if self._ref is None else apply_mel_reference(db, self._ref)
+            out[k] = 0.0 if self._ref is None else apply_mel_reference(db, self._ref, self._scale)
         self._series = np.concatenate([self._series, out])
         self._n_mel = upto
         keep = max(0, (upto - 1) * MEL_HOP - self._wave_start)
@@ -204,7 +208,8 @@ class StreamingFeatures:
         self._hist_n += 1
 
     def _update_warp(self) -> None:
-        """Re-estimate the voice warp from the history's speech; on a change, re-filter the history."""
+        """Re-estimate the voice warp from the history's speech (on a change, re-filter the history), then the
+        band spread scale (when the voice model has a spread)."""
         lo, n = self._hist_n - self.history_len, self._hist_n
         speech = np.nonzero(speech_frames(self._hist_level[lo:n]))[0]
         if len(speech) < MIN_SPEECH_FRAMES:
@@ -212,12 +217,14 @@ class StreamingFeatures:
         if len(speech) > WARP_FRAMES:
             speech = speech[np.linspace(0, len(speech) - 1, WARP_FRAMES).astype(np.int64)]
         warp = self.voice.estimate_warp_power(self._hist_pow[lo:n][speech])
-        if abs(warp - self.warp) < 1e-3:
-            return
-        self.warp = warp
-        self._fb = mel_filterbank(warp=float(warp)).T
-        self._hist_db[lo:n] = 10.0 * np.log10(self._hist_pow[lo:n] @ self._fb + 1e-12)
-        self._ref = mel_reference(self._hist_db[lo:n], self._hist_level[lo:n], self.min_speech)
+        if abs(warp - self.warp) >= 1e-3:
+            self.warp = warp
+            self._fb = mel_filterbank(warp=float(warp)).T
+            self._hist_db[lo:n] = 10.0 * np.log10(self._hist_pow[lo:n] @ self._fb + 1e-12)
+            self._ref = mel_reference(self._hist_db[lo:n], self._hist_level[lo:n], self.min_speech)
+        if self.voice.band_sd is not None and self._ref is not None:
+            self._scale = spread_scale(self.voice.band_sd,
+                                       band_spread(self._hist_db[lo:n], self._hist_level[lo:n], self._ref))
 
     def _windows(self, final: bool) -> np.ndarray:
         """Windows of every frame whose mel frames are all computed (all remaining ones when ``final``)."""

@@ -16,6 +16,12 @@ a parabola through its neighbours (the log-likelihood varies smoothly with the w
 is 5.6 %).
 The warp is applied in the filterbank (:func:`thg_nerf.audio.features.mel_filterbank`), so it costs one
 matrix product per frame and works on a live stream.
+
+Besides the warp, the model keeps how far each feature log-mel band of the person's speech swings about its
+reference (``band_sd``: its standard deviation over speech frames, :func:`thg_nerf.audio.features.band_spread`).
+After the warp, each band of another voice is stretched about its reference to the same spread
+(:func:`thg_nerf.audio.features.spread_scale`, limited to 0.5-2x): the mean-variance normalisation of speech
+recognition, with the person's spread as the target, so the person's own voice is left almost unchanged.
 """
 
 from __future__ import annotations
@@ -25,11 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from thg_nerf.audio.features import (
+    MEL_BINS,
     MEL_NFFT,
     SAMPLE_RATE,
+    band_spread,
     frame_level_db,
+    log_mel,
     mel_edges,
     mel_filterbank,
+    mel_reference,
     power_spectrum,
     speech_frames,
     stft_frames,
@@ -96,11 +106,14 @@ def _logsumexp(a: np.ndarray) -> np.ndarray:
 
 @dataclass
 class VoiceModel:
-    """Diagonal GMM of one voice's cepstra (see the module docstring). weights [K], means / variances [K, D]."""
+    """Diagonal GMM of one voice's cepstra (see the module docstring). weights [K], means / variances [K, D];
+    ``band_sd`` [MEL_BINS]: the spread of each feature log-mel band over its speech (dB,
+    :func:`thg_nerf.audio.features.band_spread`), or None (another voice's spread is then left alone)."""
 
     weights: np.ndarray
     means: np.ndarray
     variances: np.ndarray
+    band_sd: np.ndarray | None = None
 
     @classmethod
     def fit(cls, wave: np.ndarray, n_mix: int = N_MIX, seed: int = 0) -> VoiceModel | None:
@@ -120,7 +133,10 @@ class VoiceModel:
             weights = nk / nk.sum()
             means = (r.T @ x) / nk[:, None]
             variances = np.maximum((r.T @ x**2) / nk[:, None] - means**2, 0.0) + floor
-        return cls(weights.astype(np.float64), means.astype(np.float64), variances.astype(np.float64))
+        db, level = log_mel(wave)
+        ref = mel_reference(db, level)
+        return cls(weights.astype(np.float64), means.astype(np.float64), variances.astype(np.float64),
+                   None if ref is None else band_spread(db, level, ref))
 
     def score(self, x: np.ndarray) -> float:
         """Mean log-likelihood of cepstra [S, D] under the model."""
@@ -158,8 +174,11 @@ class VoiceModel:
 
     def tensors(self) -> dict[str, np.ndarray]:
         """The model as named float32 arrays (for a safetensors file)."""
-        return {"weights": self.weights.astype(np.float32), "means": self.means.astype(np.float32),
-                "variances": self.variances.astype(np.float32)}
+        out = {"weights": self.weights.astype(np.float32), "means": self.means.astype(np.float32),
+               "variances": self.variances.astype(np.float32)}
+        if self.band_sd is not None:
+            out["band_sd"] = np.asarray(self.band_sd, np.float32)
+        return out
 
     @classmethod
     def from_tensors(cls, t: dict) -> VoiceModel:
@@ -167,5 +186,8 @@ class VoiceModel:
         w, m, v = (np.asarray(t[k], np.float64) for k in ("weights", "means", "variances"))
         if w.ndim != 1 or m.shape != v.shape or m.shape != (len(w), N_CEPS) or (v <= 0).any() or (w <= 0).any():
             raise ValueError(f"voice model arrays have shapes {w.shape}, {m.shape}, {v.shape}")
-        return cls(w / w.sum(), m, v)
+        sd = None if t.get("band_sd") is None else np.asarray(t["band_sd"], np.float32)
+        if sd is not None and (sd.shape != (MEL_BINS,) or not (sd > 0).all()):
+            raise ValueError(f"voice band spread has shape {sd.shape} or a value <= 0")
+        return cls(w / w.sum(), m, v, sd)
 

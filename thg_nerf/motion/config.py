@@ -81,6 +81,10 @@ class MotionConfig:
     split) is saved with the network, and every other voice's log-mel filterbank is warped by the factor that
     brings it closest to it before prediction (``thg_nerf.audio.voice``; mel features only; the person's own
     voice comes out at about 1)."""
+    voice_spread: bool = True
+    """With ``voice_norm``: also stretch each log-mel band of a new voice about its reference so that its spread
+    over speech matches the person's (``thg_nerf.audio.voice``; the person's own voice is left almost
+    unchanged)."""
     voice_norm_train: bool = False
     """Also normalise each speaker-augmented training copy towards the person's voice (speaker-adaptive
     training: the copies then differ from the clean audio by everything but vocal tract length)."""

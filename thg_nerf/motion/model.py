@@ -7,7 +7,8 @@ tracked amplitude (regression to the mean shrinks it; see ``MotionConfig.max_gai
 person's own validation audio and its speaker-augmented copies (``MotionConfig.gain_voices``).
 
 New audio is voice-normalised first (``MotionConfig.voice_norm``, ``thg_nerf.audio.voice``): its filterbank is
-warped towards the person's voice, whose model (fitted on the train split's speech) is saved with the network.
+warped towards the person's voice and its log-mel bands' spread matched to the person's
+(``MotionConfig.voice_spread``); the voice model (fitted on the train split's speech) is saved with the network.
 
 Files in a run directory: ``motion_model.safetensors`` (weights, normalisation and the ``voice.*`` model; JSON
 metadata with the schema version, config, feature spec, gain, readout and validation metrics). Never pickled.
@@ -108,7 +109,12 @@ class AudioMotionModel:
             warp = self.voice_warp(wave, sr)
         if abs(warp - 1.0) > 0.01:
             log.info(f"voice normalisation: filterbank warp {warp:.3f}")
-        return extract_features(wave, sr, fps, n_frames, self.spec, warp=warp)
+        return extract_features(wave, sr, fps, n_frames, self.spec, warp=warp, spread=self.voice_spread)
+
+    @property
+    def voice_spread(self) -> np.ndarray | None:
+        """The person's log-mel band spread [C] new voices are matched to (None: not matched)."""
+        return self.voice.band_sd if self.normalises_voice else None
 
     @torch.no_grad()
     def predict(self, feats: np.ndarray, calibrated: bool = True) -> np.ndarray:
@@ -226,7 +232,8 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
         target = np.stack([np.interp(orig, src, z[:, k]) for k in range(z.shape[1])], axis=1).astype(np.float32)
         usable = train_mask[np.clip(np.rint(orig).astype(int), 0, n_frames - 1)]
         warp = voice.estimate_warp(x) if voice is not None else 1.0
-        feats = extract_features(x, SAMPLE_RATE, fps, n, spec, warp=warp)
+        feats = extract_features(x, SAMPLE_RATE, fps, n, spec, warp=warp,
+                                 spread=voice.band_sd if voice is not None else None)
         out.append(_Sequence(feats, target, usable, _starts(usable, seq_len), orig))
     return out
 
@@ -263,6 +270,8 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     # the voice model (mel features only: the warp acts on the log-mel filterbank)
     wants_voice = (cfg.voice_norm or cfg.voice_norm_train) and str(spec).startswith("mel")
     voice = _fit_voice(wave, ds.fps, train_ids) if wants_voice else None
+    if voice is not None and not cfg.voice_spread:
+        voice.band_sd = None
     seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng,
                    voice if cfg.voice_norm_train else None)
     seqs = [s for s in seqs if len(s.starts)]
