@@ -10,6 +10,8 @@ run's audio -> motion model:
 - ``corr``: predicted vs tracked mouth opening at lag 0 (the figure ``eval --cross`` reports, with the run's
   voice normalisation), ``voice_warp``: the filterbank warp it applied, ``corr_plain``: the same without it,
   ``corr_warp_only``: with the warp but not the band spread matching;
+- ``corr_speech_frames`` / ``speech_frames``: ``corr`` on the frames whose audio is speech only (pauses, where
+  a mouth may open to breathe, left out), and their number;
 - ``chance_95``: 95th percentile of the absolute correlation with the prediction circularly shifted by at
   least 1 s (unrelated speech of the same clip), ``interval_90``: 5th / 95th percentile of the correlation
   over 2000 moving-block bootstrap resamples (blocks of 1 s); both as ``thg-nerf eval --cross`` reports them
@@ -83,6 +85,19 @@ def lag0_corr(mm, wave: np.ndarray, ds, real: np.ndarray, ok: np.ndarray, warp: 
     return round(float(corr(p[ok], real[ok])), 3)
 
 
+def speech_frames_corr(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, wave: np.ndarray, fps: float) -> dict:
+    """The lag-0 correlation on the video frames whose audio is speech (the mel normalisation's speech gate at
+    the frame's time) and how many there are: pauses, where a mouth may open to breathe, left out."""
+    from thg_nerf.audio.features import MEL_HOP, frame_level_db, speech_frames, stft_frames
+    from thg_nerf.motion.model import corr
+
+    speech = speech_frames(frame_level_db(stft_frames(wave)))
+    idx = np.clip(np.rint(np.arange(len(pred)) / fps * SR / MEL_HOP).astype(int), 0, len(speech) - 1)
+    sel = ok & speech[idx]
+    c = corr(pred[sel], real[sel])
+    return {"corr_speech_frames": None if c is None else round(c, 3), "speech_frames": int(sel.sum())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, type=Path)
@@ -127,6 +142,7 @@ def main() -> None:
         ridge_plain, ridge_norm = (round(float(corr((((v - r_mu) / r_sd) @ r_w)[ok], real[ok])), 3) for v in x)
         row = {"corr": res["corr"], "voice_warp": res["voice_warp"], "corr_plain": lag0_corr(mm, wave, ds, real, ok),
                "corr_warp_only": lag0_corr(mm, wave, ds, real, ok, res["voice_warp"]),
+               **speech_frames_corr(pred, real, ok, wave, ds.fps),
                "ridge": ridge_plain, "ridge_voice_norm": ridge_norm,
                "frames": res["frames"], **corr_reliability(pred[ok], real[ok], ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
