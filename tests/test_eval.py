@@ -61,6 +61,16 @@ def test_corr_reliability_bounds_a_known_correlation():
     assert metrics.corr_reliability(np.arange(90.0), np.arange(90.0), fps=25.0)["interval_90"] is None
 
 
+def test_corr_reliability_does_not_depend_on_its_chunking(monkeypatch):
+    """Long clips are processed in row chunks (bounded memory); the figures are those of one big chunk."""
+    rng = np.random.default_rng(1)
+    common = _smooth_noise(rng, 300)
+    a, b = common + _smooth_noise(rng, 300), common + _smooth_noise(rng, 300)
+    whole = metrics.corr_reliability(a, b, fps=25.0)
+    monkeypatch.setattr(metrics, "CORR_CHUNK_VALUES", 7 * 300)  # 7 rows per chunk, a ragged last one
+    assert metrics.corr_reliability(a, b, fps=25.0) == whole
+
+
 def test_mouth_opening_dark_grows_with_a_dark_mouth():
     img = np.full((64, 64, 3), 200, dtype=np.uint8)
     box = np.array([16, 16, 48, 48], dtype=np.float32)

@@ -227,17 +227,22 @@ def frame_level_db(frames: np.ndarray) -> np.ndarray:
     return (10.0 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)).astype(np.float32)
 
 
+def mel_db(power: np.ndarray, warp: float = 1.0) -> np.ndarray:
+    """Log-mel power (dB, float32) [..., MEL_BINS] of power spectra [..., MEL_NFFT // 2 + 1] through the
+    filterbank warped by ``warp`` (see :func:`mel_filterbank`; 1 = none)."""
+    return (10.0 * np.log10(power @ mel_filterbank(warp=float(warp)).T + 1e-12)).astype(np.float32)
+
+
 def log_mel(wave: np.ndarray, chunk: int = 8192, warp: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Log-mel power of a 16 kHz wave: ([M, MEL_BINS] dB, [M] frame RMS in dBFS); frame j centred at j*hop.
 
     ``warp``: frequency warp of the filterbank (see :func:`mel_filterbank`); 1 = none.
     """
     frames = stft_frames(wave)
-    fb = mel_filterbank(warp=float(warp)).T
-    mel = np.empty((len(frames), MEL_BINS), np.float32)
+    db = np.empty((len(frames), MEL_BINS), np.float32)
     for a in range(0, len(frames), chunk):
-        mel[a:a + chunk] = power_spectrum(frames[a:a + chunk]) @ fb
-    return 10.0 * np.log10(mel + 1e-12), frame_level_db(frames)
+        db[a:a + chunk] = mel_db(power_spectrum(frames[a:a + chunk]), warp)
+    return db, frame_level_db(frames)
 
 
 def active_frames(frame_db: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from thg_nerf.audio.features import (
     apply_mel_reference,
     band_spread,
     frame_level_db,
-    mel_filterbank,
+    mel_db,
     mel_reference,
     parse_spec,
     power_spectrum,
@@ -114,7 +114,6 @@ class StreamingFeatures:
         self.voice = voice
         self.warp = 1.0
         """The filterbank warp new log-mel frames get (voice normalisation; 1 without a voice model)."""
-        self._fb = mel_filterbank().T
         self._ref: np.ndarray | None = None
         self._scale: np.ndarray | None = None  # voice normalisation's band spread scale [C] (None: 1)
         self._series = np.zeros((0, MEL_BINS), np.float32)
@@ -175,7 +174,7 @@ class StreamingFeatures:
         for k in range(len(power)):
             if self.voice is not None and (j0 + k) % WARP_EVERY == 0 and j0 + k:
                 self._update_warp()
-            db = (10.0 * np.log10(power[k] @ self._fb + 1e-12)).astype(np.float32)
+            db = mel_db(power[k], self.warp)
             self._remember(db, level[k], power[k])
             if self._ref is None or (j0 + k) % REF_EVERY == 0:
                 n = self._hist_n
@@ -219,8 +218,7 @@ class StreamingFeatures:
         warp = self.voice.estimate_warp_power(self._hist_pow[lo:n][speech])
         if abs(warp - self.warp) >= 1e-3:
             self.warp = warp
-            self._fb = mel_filterbank(warp=float(warp)).T
-            self._hist_db[lo:n] = 10.0 * np.log10(self._hist_pow[lo:n] @ self._fb + 1e-12)
+            self._hist_db[lo:n] = mel_db(self._hist_pow[lo:n], warp)
             self._ref = mel_reference(self._hist_db[lo:n], self._hist_level[lo:n], self.min_speech)
         if self.voice.band_sd is not None and self._ref is not None:
             self._scale = spread_scale(self.voice.band_sd,

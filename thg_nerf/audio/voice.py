@@ -37,8 +37,8 @@ from thg_nerf.audio.features import (
     band_spread,
     frame_level_db,
     log_mel,
+    mel_db,
     mel_edges,
-    mel_filterbank,
     mel_reference,
     power_spectrum,
     speech_frames,
@@ -87,8 +87,7 @@ def cepstra(power: np.ndarray, warp: float = 1.0) -> np.ndarray:
     """Mean-normalised cepstra [S, N_CEPS] of power spectra [S, F] through the filterbank warped by ``warp``."""
     from scipy.fft import dct
 
-    fb = mel_filterbank(warp=float(warp))[:scored_bands()]
-    db = 10.0 * np.log10(power @ fb.T + 1e-12)
+    db = mel_db(power, warp)[:, :scored_bands()]
     c = dct(db.astype(np.float64), type=2, norm="ortho", axis=1)[:, 1:N_CEPS + 1]
     return c - c.mean(0) if len(c) else c
 

@@ -103,13 +103,14 @@ class AudioMotionModel:
 
         ``warp``: the filterbank warp when the caller already has it (:meth:`voice_warp` of this wave).
         """
-        from thg_nerf.audio.features import extract_features
+        from thg_nerf.audio.features import extract_features, resample
 
+        wave = resample(wave, sr, SAMPLE_RATE)  # once, for the warp estimate and the features
         if warp is None:
-            warp = self.voice_warp(wave, sr)
+            warp = self.voice_warp(wave, SAMPLE_RATE)
         if abs(warp - 1.0) > 0.01:
             log.info(f"voice normalisation: filterbank warp {warp:.3f}")
-        return extract_features(wave, sr, fps, n_frames, self.spec, warp=warp, spread=self.voice_spread)
+        return extract_features(wave, SAMPLE_RATE, fps, n_frames, self.spec, warp=warp, spread=self.voice_spread)
 
     @property
     def voice_spread(self) -> np.ndarray | None:

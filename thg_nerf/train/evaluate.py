@@ -364,10 +364,9 @@ def _log_report(run_dir: Path, report: dict) -> None:
     if "motion" in lip:
         parts.append(f"motion-level mouth corr {lip['motion']['mouth_corr']}, mouth gain {lip['mouth_gain']:.2f}")
     for c in report.get("cross", []):
-        trust = (f", 90 % interval {c['interval_90'][0]}..{c['interval_90'][1]}, chance level {c['chance_95']}"
-                 if c.get("interval_90") else "")
-        parts.append(f"cross {c['video']}: corr {c['corr']} ({c['frames']} frames{trust}; voice warp "
-                     f"{c['voice_warp']})")
+        trust = _trust(c)
+        parts.append(f"cross {c['video']}: corr {c['corr']} ({c['frames']} frames{', ' + trust if trust else ''}; "
+                     f"voice warp {c['voice_warp']})")
     log.info("; ".join(parts) + f"; written to {run_dir / 'eval'}")
 
 
@@ -426,6 +425,12 @@ def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
     return res
 
 
+def _trust(res: dict) -> str:
+    """The cross-speaker figure's interval and chance level as text ('' when the clip is too short for them)."""
+    lo_hi = res.get("interval_90")
+    return f"90 % interval {lo_hi[0]}..{lo_hi[1]}, chance level {res['chance_95']}" if lo_hi else ""
+
+
 def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, name: str, res: dict) -> None:
     try:
         import matplotlib
@@ -434,11 +439,11 @@ def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, 
         import matplotlib.pyplot as plt
     except ImportError:
         return
-    lo_hi = res.get("interval_90")
-    trust = f" (90 % interval {lo_hi[0]}..{lo_hi[1]}, chance level {res['chance_95']})" if lo_hi else ""
+    trust = _trust(res)
     z = {}
     for k, v in (("real mouth (tracked)", real), ("predicted from audio", pred)):
         v = np.where(ok, v, np.nan)
         z[k] = (v - np.nanmean(v)) / (np.nanstd(v) + 1e-12)
     _line_plot(plt, path, np.arange(len(pred)), z, "z-score",
-               f"cross-speaker mouth opening: {name}\ncorr {res['corr']}{trust}, voice warp {res['voice_warp']}")
+               f"cross-speaker mouth opening: {name}\ncorr {res['corr']}{f' ({trust})' if trust else ''}, voice warp "
+               f"{res['voice_warp']}")

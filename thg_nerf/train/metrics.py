@@ -144,6 +144,18 @@ def sync_offset(mouth: np.ndarray, envelope: np.ndarray, max_lag: int) -> dict:
             "peak_corr": round(corr[best], 4)}
 
 
+#: Values per chunk of :func:`corr_reliability`'s row-wise correlations (bounds its memory on long clips).
+CORR_CHUNK_VALUES = 1 << 20
+
+
+def _rows_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``x`` [R, N] with the same row of ``y`` [R or 1, N] (NaN if constant)."""
+    x = x - x.mean(1, keepdims=True)
+    y = y - y.mean(1, keepdims=True)
+    den = np.sqrt((x**2).sum(1) * (y**2).sum(1))
+    return np.where(den > 1e-12, (x * y).sum(1) / np.maximum(den, 1e-12), np.nan)
+
+
 def corr_reliability(a: np.ndarray, b: np.ndarray, fps: float, n_boot: int = 2000, seed: int = 0) -> dict:
     """How far the Pearson correlation of two per-frame series [N] can be trusted on a clip this short.
 
@@ -159,18 +171,17 @@ def corr_reliability(a: np.ndarray, b: np.ndarray, fps: float, n_boot: int = 200
     if n < 4 * block or a.std() < 1e-12 or b.std() < 1e-12:
         return {"interval_90": None, "chance_95": None}
 
-    def rows_corr(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        x = x - x.mean(1, keepdims=True)
-        y = y - y.mean(1, keepdims=True)
-        den = np.sqrt((x**2).sum(1) * (y**2).sum(1))
-        return np.where(den > 1e-12, (x * y).sum(1) / np.maximum(den, 1e-12), np.nan)
-
-    shifts = np.arange(block, n - block + 1)
-    null = rows_corr(a[(np.arange(n)[None, :] - shifts[:, None]) % n], np.broadcast_to(b, (len(shifts), n)))
-    rng = np.random.default_rng(seed)
-    starts = rng.integers(0, n - block + 1, (n_boot, n // block + 1))
-    idx = (starts[:, :, None] + np.arange(block)[None, None, :]).reshape(n_boot, -1)[:, :n]
-    boots = rows_corr(a[idx], b[idx])
+    step = max(1, CORR_CHUNK_VALUES // n)  # rows per chunk: a long clip stays within a few tens of MB
+    pos, shifts = np.arange(n), np.arange(block, n - block + 1)
+    null = np.concatenate([_rows_corr(a[(pos[None, :] - shifts[r:r + step, None]) % n], b[None, :])
+                           for r in range(0, len(shifts), step)])
+    starts = np.random.default_rng(seed).integers(0, n - block + 1, (n_boot, n // block + 1))
+    offsets = np.arange(block)[None, None, :]
+    boots = []
+    for r in range(0, n_boot, step):
+        idx = (starts[r:r + step, :, None] + offsets).reshape(len(starts[r:r + step]), -1)[:, :n]
+        boots.append(_rows_corr(a[idx], b[idx]))
+    boots = np.concatenate(boots)
     lo, hi = np.nanpercentile(boots, [5, 95])
     return {"interval_90": [round(float(lo), 3), round(float(hi), 3)],
             "chance_95": round(float(np.nanpercentile(np.abs(null), 95)), 3)}
