@@ -60,13 +60,6 @@ VARIANTS = {
     "mel+aug+lifter+mouth1+gainvoices+vtln+narrowwarp": {**_VTLN, "augment": {"warp": [0.91, 1.1]}},
     # sixth session: new voices' log-mel band spread matched to the person's too (default)
     "mel+aug+lifter+mouth1+gainvoices+vtln+spread": {**_VTLN, "voice_spread": True},
-    "mel+aug+lifter+mouth1+gainvoices+vtln+spread+mask4": {**_VTLN, "voice_spread": True, "band_mask": 4},
-    "mel+aug+lifter+mouth1+gainvoices+vtln+spread+mask8": {**_VTLN, "voice_spread": True, "band_mask": 8},
-    "mel+aug+lifter+mouth1+gainvoices+vtln+spread+tilt15": {**_VTLN, "voice_spread": True,
-                                                            "augment": {"tilt": [0.87, 1.15]}},
-    "mel+aug+lifter+mouth1+gainvoices+vtln+spread+tilt30": {**_VTLN, "voice_spread": True,
-                                                            "augment": {"tilt": [0.77, 1.3]}},
-    "mel+aug+lifter+mouth1+gainvoices+vtln+spread+stopvoices": {**_VTLN, "voice_spread": True, "stop_voices": True},
 }
 
 

@@ -194,19 +194,13 @@ def mel_edges(n_mels: int = MEL_BINS, fmin: float = MEL_FMIN, fmax: float = MEL_
 
 @lru_cache(maxsize=64)
 def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = MEL_NFFT, n_mels: int = MEL_BINS,
-                   fmin: float = MEL_FMIN, fmax: float = MEL_FMAX, warp: float | tuple[float, float] = 1.0
-                   ) -> np.ndarray:
+                   fmin: float = MEL_FMIN, fmax: float = MEL_FMAX, warp: float = 1.0) -> np.ndarray:
     """Triangular HTK-mel filters [n_mels, n_fft // 2 + 1], area-normalised (Slaney style; cached, read-only).
 
     ``warp``: the filters of the wave with every frequency scaled by ``warp`` (vocal tract length
     normalisation, ``thg_nerf.audio.voice``): band edges divided by ``warp``; parts beyond Nyquist are empty.
     """
-    edges = mel_edges(n_mels, fmin, fmax)
-    if isinstance(warp, tuple):  # a factor moving log-linearly along the mel scale from warp[0] to warp[1]
-        t = np.linspace(0.0, 1.0, len(edges))
-        edges = edges / (warp[0] ** (1.0 - t) * warp[1] ** t)
-    else:
-        edges = edges / warp
+    edges = mel_edges(n_mels, fmin, fmax) / warp
     freqs = np.linspace(0.0, sr / 2.0, n_fft // 2 + 1)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     tri = np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
@@ -236,8 +230,7 @@ def frame_level_db(frames: np.ndarray) -> np.ndarray:
 def mel_db(power: np.ndarray, warp: float = 1.0) -> np.ndarray:
     """Log-mel power (dB, float32) [..., MEL_BINS] of power spectra [..., MEL_NFFT // 2 + 1] through the
     filterbank warped by ``warp`` (see :func:`mel_filterbank`; 1 = none)."""
-    w = tuple(float(v) for v in warp) if isinstance(warp, tuple) else float(warp)
-    return (10.0 * np.log10(power @ mel_filterbank(warp=w).T + 1e-12)).astype(np.float32)
+    return (10.0 * np.log10(power @ mel_filterbank(warp=float(warp)).T + 1e-12)).astype(np.float32)
 
 
 def log_mel(wave: np.ndarray, chunk: int = 8192, warp: float = 1.0) -> tuple[np.ndarray, np.ndarray]:

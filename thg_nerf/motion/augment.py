@@ -30,21 +30,17 @@ class Perturbation:
     snr_db: float | None = None
     pink: bool = False
     rt60_s: float | None = None
-    tilt: float = 1.0
 
     @classmethod
     def draw(cls, cfg: AugmentConfig, rng: np.random.Generator) -> Perturbation:
         def uniform(lo_hi: tuple[float, float]) -> float:
             return float(rng.uniform(*lo_hi))
 
-        p = cls(warp=float(np.exp(rng.uniform(*np.log(cfg.warp)))), tempo=uniform(cfg.tempo),
-                gain_db=uniform(cfg.gain_db),
-                snr_db=uniform(cfg.noise_snr_db) if rng.random() < cfg.noise_prob else None,
-                pink=bool(rng.random() < 0.5),
-                rt60_s=uniform(cfg.rt60_s) if rng.random() < cfg.reverb_prob else None)
-        if tuple(cfg.tilt) != (1.0, 1.0):  # drawn last, so the draws above stay those of a run without it
-            p.tilt = float(np.exp(rng.uniform(*np.log(cfg.tilt))))
-        return p
+        return cls(warp=float(np.exp(rng.uniform(*np.log(cfg.warp)))), tempo=uniform(cfg.tempo),
+                   gain_db=uniform(cfg.gain_db),
+                   snr_db=uniform(cfg.noise_snr_db) if rng.random() < cfg.noise_prob else None,
+                   pink=bool(rng.random() < 0.5),
+                   rt60_s=uniform(cfg.rt60_s) if rng.random() < cfg.reverb_prob else None)
 
 
 def resample_ratio(wave: np.ndarray, ratio: float) -> np.ndarray:

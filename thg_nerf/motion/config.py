@@ -19,10 +19,6 @@ class AugmentConfig:
     """Frequency warp factor range: pitch and formants (vocal-tract length) scaled, duration kept."""
     tempo: tuple[float, float] = (0.85, 1.15)
     """Speaking-rate factor range (> 1 = faster), pitch kept."""
-    tilt: tuple[float, float] = (1.0, 1.0)
-    """Formant tilt range: the ratio of the frequency scale at the top of the log-mel range to the one at its
-    bottom (the filterbank's warp moves log-linearly between them), on top of the warp: voices differ in how
-    far each formant is shifted, not by one factor (1 = off)."""
     gain_db: tuple[float, float] = (-12.0, 6.0)
     """Gain range in dB."""
     noise_prob: float = 0.5
@@ -92,12 +88,6 @@ class MotionConfig:
     voice_norm_train: bool = False
     """Also normalise each speaker-augmented training copy towards the person's voice (speaker-adaptive
     training: the copies then differ from the clean audio by everything but vocal tract length)."""
-    band_mask: int = 0
-    """Training only: in each training sequence, two random runs of up to this many adjacent log-mel bands are
-    held at their mean (frequency masking, as SpecAugment does for speech recognition; 0 = off)."""
-    stop_voices: bool = False
-    """Early stopping on the validation frames of the clean audio and of its speaker-augmented copies
-    (stand-ins for other voices) instead of the clean audio alone."""
     seed: int = 0
     """Random seed (initialisation, sequence draws, augmentation)."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)

@@ -233,8 +233,6 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
         target = np.stack([np.interp(orig, src, z[:, k]) for k in range(z.shape[1])], axis=1).astype(np.float32)
         usable = train_mask[np.clip(np.rint(orig).astype(int), 0, n_frames - 1)]
         warp = voice.estimate_warp(x) if voice is not None else 1.0
-        if p.tilt != 1.0:
-            warp = (warp / np.sqrt(p.tilt), warp * np.sqrt(p.tilt))
         feats = extract_features(x, SAMPLE_RATE, fps, n, spec, warp=warp,
                                  spread=voice.band_sd if voice is not None else None)
         out.append(_Sequence(feats, target, usable, _starts(usable, seq_len), orig))
@@ -295,27 +293,13 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     to_mouth = torch.from_numpy((scale * readout[:-1] / (targets.mouth[train_ids].std() + 1e-8)).astype(np.float32))
     to_mouth = to_mouth.to(dev)
 
-    val_sets = [(all_clean, torch.from_numpy(val_ids).to(dev), val_z)]
-    if cfg.stop_voices:
-        val_mask = np.zeros(n, bool)
-        val_mask[val_ids] = True
-        for s in seqs[1:]:
-            sel = np.nonzero(val_mask[np.clip(np.rint(s.source).astype(int), 0, n - 1)])[0]
-            if len(sel) >= 3:
-                val_sets.append(((torch.from_numpy(s.feats).to(dev) - fm) / fs, torch.from_numpy(sel).to(dev),
-                                 torch.from_numpy(s.target[sel]).to(dev)))
-
     def val_loss() -> float:
         net.eval()
-        losses = []
         with torch.no_grad():
-            for feats, ids, target in val_sets:
-                losses.append(float(torch.mean((net(feats[None])[0][ids] - target) ** 2)))
+            pred = net(all_clean[None])[0][torch.from_numpy(val_ids).to(dev)]
         net.train()
-        # the clean audio weighs as much as all its copies together
-        return 0.5 * (losses[0] + float(np.mean(losses[1:]))) if len(losses) > 1 else losses[0]
+        return float(torch.mean((pred - val_z) ** 2)) if len(val_ids) else 0.0
 
-    n_bands = _lifter(spec, 1)[0]
     best, best_state, bad, it = math.inf, None, 0, 0
     history = []
     weights = np.array([2.0] + [1.0] * (len(seqs) - 1))  # the clean copy is drawn twice as often
@@ -333,8 +317,6 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
             xb.append(s.feats[a:a + seq_len])
             yb.append(s.target[a:a + seq_len])
         x = (torch.from_numpy(np.stack(xb)).to(dev) - fm) / fs
-        if cfg.band_mask > 0 and n_bands:
-            x = _mask_bands(x, n_bands, cfg.band_mask, rng)
         y = torch.from_numpy(np.stack(yb)).to(dev)
         pred = net(x)
         loss = torch.mean((pred - y) ** 2)
@@ -389,18 +371,6 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     if run_dir is not None:
         model.save(run_dir)
     return model
-
-
-def _mask_bands(x: torch.Tensor, n_bands: int, width: int, rng: np.random.Generator, masks: int = 2) -> torch.Tensor:
-    """Frequency masking of normalised features x [B, L, T, C]: per sequence, ``masks`` runs of 0..``width``
-    adjacent channels among the first ``n_bands`` (log-mel bands) set to 0 (their mean)."""
-    keep = torch.ones(x.shape[0], 1, 1, x.shape[-1], dtype=x.dtype, device=x.device)
-    for b in range(x.shape[0]):
-        for _ in range(masks):
-            w = int(rng.integers(0, width + 1))
-            a = int(rng.integers(0, max(1, n_bands - w + 1)))
-            keep[b, 0, 0, a:a + w] = 0.0
-    return x * keep
 
 
 def frames_audio(wave: np.ndarray, fps: float, frame_ids: np.ndarray) -> np.ndarray:
