@@ -27,6 +27,12 @@ run's audio -> motion model:
   regressor from mel windows to the mouth opening fitted on the run's training frames (``bench_lipsync.py``'s
   ``corr_regressor``), from the clip's features without and with the run's voice normalisation (warp, and
   band spread when the run's voice model has one).
+- ``av_check``: the clip's A/V offset read with the run's model as ``eval --cross`` reads it
+  (``thg_nerf.train.metrics.series_av_offset``) and whether ``eval`` applies it (confidence >=
+  ``avsync.CONFIDENT``); ``offset_null``: the confidence the same reading reaches on unrelated audio (each
+  clip's tracked mouth against its own audio circularly shifted by 2 s or more, 10 draws, and against the
+  other clips' and every ``--null-audio`` file's audio, tiled to length): the check that the threshold
+  rejects audio that does not belong to the lips.
 """
 
 from __future__ import annotations
@@ -98,11 +104,38 @@ def speech_frames_corr(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, wave:
     return {"corr_speech_frames": None if c is None else round(c, 3), "speech_frames": int(sel.sum())}
 
 
+def offset_null(mm, clips: dict, extra: list[np.ndarray], rng: np.random.Generator, draws: int = 10) -> dict:
+    """Confidence of ``series_av_offset`` on audio unrelated to each clip's lips (see the module docstring)."""
+    from thg_nerf.preprocess.avsync import CONFIDENT
+    from thg_nerf.train.evaluate import cross_mouth
+    from thg_nerf.train.metrics import series_av_offset
+
+    confs, worst = [], ("", 0.0)
+    for name, (ds, wave, real) in clips.items():
+        cases = [(f"{name}, own audio shifted {s:.1f} s", np.roll(wave, int(s * SR)))
+                 for s in rng.uniform(2.0, len(wave) / SR - 2.0, draws)]
+        others = [(f"{name}, {o}'s audio", w) for o, (_, w, _) in clips.items() if o != name]
+        others += [(f"{name}, --null-audio {i}", w) for i, w in enumerate(extra)]
+        cases += [(label, np.tile(w, int(np.ceil(len(wave) / len(w))))[:len(wave)]) for label, w in others]
+        for label, w in cases:
+            _, pred, _, _ = cross_mouth(mm, ds, w)
+            c = series_av_offset(pred, real, ds.fps)["confidence"]
+            confs.append(c)
+            if c > worst[1]:
+                worst = (label, c)
+    confs = np.array(confs)
+    return {"cases": len(confs), "median": round(float(np.median(confs)), 2),
+            "p95": round(float(np.percentile(confs, 95)), 2), "max": round(float(confs.max()), 2),
+            "max_case": worst[0], "at_or_above_confident": int((confs >= CONFIDENT).sum())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--run", required=True, type=Path)
     ap.add_argument("--cross", action="append", required=True, type=Path)
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "cross")
+    ap.add_argument("--null-audio", action="append", default=[], type=Path,
+                    help="more unrelated speech for the A/V check's null (WAV or video)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -115,9 +148,10 @@ def main() -> None:
     from thg_nerf.log import setup_logging
     from thg_nerf.motion.augment import Perturbation, perturb
     from thg_nerf.motion.model import corr
+    from thg_nerf.preprocess.avsync import CONFIDENT
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
-    from thg_nerf.train.metrics import corr_reliability
+    from thg_nerf.train.metrics import corr_reliability, series_av_offset
 
     setup_logging(quiet=True)
     run = load_run(args.run)
@@ -126,6 +160,7 @@ def main() -> None:
     out = {"run": str(args.run), "own_median_f0_hz": median_f0(load_audio(own.path("audio"), SR)[: 30 * SR])}
     r_w, r_mu, r_sd = ridge_mouth(own)
     rng = np.random.default_rng(0)
+    clips = {}
     for video in args.cross:
         ds = cross_dataset(video, args.cache, run.cfg.preprocess)
         res, pred, real, ok = cross_mouth(mm, ds)
@@ -146,8 +181,13 @@ def main() -> None:
                "ridge": ridge_plain, "ridge_voice_norm": ridge_norm,
                "frames": res["frames"], **corr_reliability(pred[ok], real[ok], ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
+        check = series_av_offset(pred, np.where(ok, real, np.nan), ds.fps)
+        row["av_check"] = {**check, "applied": bool(check["confidence"] >= CONFIDENT and check["offset_frames"])}
         out[video.stem] = row
+        clips[video.stem] = (ds, wave, np.where(ok, real, np.nan))
         print(video.stem, json.dumps(row), flush=True)
+    out["offset_null"] = offset_null(mm, clips, [load_audio(f, SR) for f in args.null_audio], rng)
+    print("offset_null", json.dumps(out["offset_null"]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))
 

@@ -10,6 +10,9 @@ training split exactly as ``thg-nerf train`` does, then reports
   the dataset's validation frames, and the amplitude ratio after calibration;
 - ``cross:<clip>``: the same correlation on other speakers' clips (their audio through this person's model vs
   their own tracked mouth opening), each clip preprocessed once into ``--cache`` (default ``data/cross``);
+  ``cross:<clip>:best_lag``: [lag in frames, corr] of the best lag within +-10 frames;
+  ``cross:<clip>:av_check``: [lag in frames, confidence] of the clip's A/V offset as ``eval --cross`` reads it
+  with this model (``thg_nerf.train.metrics.series_av_offset``);
 - training seconds.
 """
 
@@ -99,6 +102,7 @@ def main() -> None:
     from thg_nerf.log import setup_logging
     from thg_nerf.motion.model import train_audio_motion
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
+    from thg_nerf.train.metrics import series_av_offset
 
     torch.set_num_threads(2)
     setup_logging(quiet=True)
@@ -121,9 +125,11 @@ def main() -> None:
                 row["voice_warps"] = {clip: round(mm.voice_warp(load_audio(c.path("audio"), 16000), 16000), 3)
                                       for clip, c in crosses.items()}
             for clip, cds in crosses.items():
-                res, *_ = cross_mouth(mm, cds)
+                res, pred, real, ok = cross_mouth(mm, cds)
                 row[f"cross:{clip}"] = res["corr"]
                 row[f"cross:{clip}:best_lag"] = [res["best_lag_frames"], res["best_lag_corr"]]
+                check = series_av_offset(pred, np.where(ok, real, np.nan), cds.fps)
+                row[f"cross:{clip}:av_check"] = [check["offset_frames"], check["confidence"]]
             if args.shift_scan and not rows:
                 row["shift_scan"] = {clip: shift_scan(mm, cds) for clip, cds in crosses.items()}
             rows.append(row)

@@ -71,6 +71,24 @@ def test_corr_reliability_does_not_depend_on_its_chunking(monkeypatch):
     assert metrics.corr_reliability(a, b, fps=25.0) == whole
 
 
+def test_series_av_offset_reads_a_known_lag_and_not_unrelated_audio():
+    """A prediction 3 frames late (audio late) reads +3 frames with a confidence that ``auto`` applies;
+    an unrelated one stays below it; a clip too short for the null has none."""
+    from thg_nerf.preprocess.avsync import CONFIDENT
+
+    rng = np.random.default_rng(2)
+    real = _smooth_noise(rng, 300)
+    pred = np.roll(real, 3) + 0.8 * _smooth_noise(rng, 300)  # pred[t] ~ real[t - 3]
+    real[[10, 50, 51]] = np.nan  # frames without a tracked mouth
+    res = metrics.series_av_offset(pred, real, fps=25.0)
+    assert res["offset_frames"] == 3 and res["offset_s"] == pytest.approx(0.12)
+    assert res["confidence"] >= CONFIDENT and res["peak_corr"] > 0.5
+    assert metrics.series_av_offset(-np.roll(pred, -6), real, fps=25.0)["offset_frames"] != 3
+    unrelated = [metrics.series_av_offset(_smooth_noise(rng, 300), real, fps=25.0)["confidence"] for _ in range(10)]
+    assert max(unrelated) < CONFIDENT
+    assert metrics.series_av_offset(pred[:40], real[:40], fps=25.0)["confidence"] == 0.0
+
+
 def test_mouth_opening_dark_grows_with_a_dark_mouth():
     img = np.full((64, 64, 3), 200, dtype=np.uint8)
     box = np.array([16, 16, 48, 48], dtype=np.float32)
@@ -127,3 +145,28 @@ def test_cross_speaker_check_on_another_persons_clip(trained_synthetic_run, tmp_
     stamp = tracking.stat().st_mtime_ns
     assert cross_speaker(run, video, tmp_path / "cache", tmp_path) == res  # the cached clip is reused
     assert tracking.stat().st_mtime_ns == stamp
+    assert set(res["av_check"]) == {"offset_frames", "offset_s", "peak_corr", "confidence", "applied"}
+    assert res["av_check"]["applied"] is (res["av_check"]["confidence"] >= 4.0 and res["av_check"]["offset_s"] != 0)
+
+
+def test_cross_speaker_applies_a_confident_av_offset(trained_synthetic_run, tmp_path, media_file, monkeypatch):
+    """A confident offset read by the run's model advances the clip's audio before the figures (as
+    preprocessing does with its own estimate); a forced ``preprocess.av_offset`` leaves it to preprocessing."""
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.preprocess.avsync import shift_audio
+    from thg_nerf.train import evaluate as ev
+    from thg_nerf.train.checkpoint import load_run
+
+    video = media_file("katiehill_8s_512px_25fps.mp4")
+    run = load_run(trained_synthetic_run.run_dir)
+    plain = ev.cross_speaker(run, video, tmp_path / "cache", tmp_path)
+    monkeypatch.setattr(ev.metrics, "series_av_offset", lambda pred, real, fps: {
+        "offset_frames": 3, "offset_s": 0.12, "peak_corr": 0.5, "confidence": 9.0})
+    res = ev.cross_speaker(run, video, tmp_path / "cache", tmp_path)
+    ds = ev.cross_dataset(video, tmp_path / "cache", run.cfg.preprocess)
+    shifted, *_ = ev.cross_mouth(run.motion_model, ds, shift_audio(load_audio(ds.path("audio"), 16000), 16000, 0.12))
+    assert res["av_check"]["applied"] and res["av_offset_s"] == pytest.approx(0.12)
+    assert res["corr"] == shifted["corr"] and res["corr_unshifted"] == plain["corr"]
+    run.cfg.preprocess.av_offset = "0"
+    forced = ev.cross_speaker(run, video, tmp_path / "cache", tmp_path)
+    assert not forced["av_check"]["applied"] and "corr_unshifted" not in forced

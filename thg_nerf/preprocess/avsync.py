@@ -152,8 +152,7 @@ def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, s
     n, step = len(mouth), 1.0 / fps
     k = max(1, int(np.floor(max_lag_s * fps + 1e-9)))
     lags = np.arange(-k, k + 1) * step
-    lo = int(np.ceil(NULL_MIN_SHIFT_S * fps))
-    if valid.sum() < max(MIN_FRAMES, 4 * FOLDS) or n - 2 * lo < 2 or np.ptp(mouth[valid]) <= 0:
+    if valid.sum() < max(MIN_FRAMES, 4 * FOLDS) or not len(null_shifts(n, fps)) or np.ptp(mouth[valid]) <= 0:
         return AvOffset(0.0, 0.0, 0.0, 0.0, lags, np.zeros(len(lags)))
     audio = FrameAudio(wave, sr, fps, n)
     model = _FoldRidge(mouth[valid], FOLDS, RIDGE)
@@ -165,12 +164,27 @@ def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, s
         den = a - 2.0 * b + c
         frac = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
     raw = float(lags[i] + frac * step)
-    shifts = np.unique(np.linspace(lo, n - lo, NULL_SHIFTS).round().astype(int))
     still = audio.at(0.0)
-    null = np.arctanh(np.clip([model.score(np.roll(still, s, axis=0)[valid]) for s in shifts], -0.999, 0.999))
-    peak = float(np.arctanh(min(scores[i], 0.999)))
-    z = (peak - null.mean()) / max(float(null.std()), 1e-3) if scores[i] > 0 else 0.0
-    return AvOffset(raw - BIAS_S, float(max(z, 0.0)), float(scores[i]), raw, lags, scores)
+    null = [model.score(np.roll(still, s, axis=0)[valid]) for s in null_shifts(n, fps)]
+    return AvOffset(raw - BIAS_S, peak_confidence(float(scores[i]), null), float(scores[i]), raw, lags, scores)
+
+
+def null_shifts(n: int, fps: float) -> np.ndarray:
+    """The circular shifts (frames) of a clip of ``n`` frames its confidence null uses: NULL_SHIFTS spread
+    over ``NULL_MIN_SHIFT_S .. n - NULL_MIN_SHIFT_S`` (empty when the clip is too short)."""
+    lo = int(np.ceil(NULL_MIN_SHIFT_S * fps))
+    if n - 2 * lo < 2:
+        return np.zeros(0, int)
+    return np.unique(np.linspace(lo, n - lo, NULL_SHIFTS).round().astype(int))
+
+
+def peak_confidence(peak: float, null: list[float] | np.ndarray) -> float:
+    """A peak correlation's confidence: its Fisher z as a z-score against the null correlations (unrelated,
+    circularly shifted audio), 0 when the peak is not positive or there is no null."""
+    if peak <= 0 or len(null) < 2:
+        return 0.0
+    z = np.arctanh(np.clip(np.asarray(null, np.float64), -0.999, 0.999))
+    return float(max((np.arctanh(min(peak, 0.999)) - z.mean()) / max(float(z.std()), 1e-3), 0.0))
 
 
 def parse_av_offset(value: str | float) -> float | None:

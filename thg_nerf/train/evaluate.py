@@ -366,7 +366,7 @@ def _log_report(run_dir: Path, report: dict) -> None:
     for c in report.get("cross", []):
         trust = _trust(c)
         parts.append(f"cross {c['video']}: corr {c['corr']} ({c['frames']} frames{', ' + trust if trust else ''}; "
-                     f"voice warp {c['voice_warp']})")
+                     f"voice warp {c['voice_warp']}; {_av_text(c)})")
     log.info("; ".join(parts) + f"; written to {run_dir / 'eval'}")
 
 
@@ -416,11 +416,30 @@ def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
     run's model and correlate the predicted mouth opening (readout) with that person's tracked one
     (``corr``; ``best_lag_*``: the best correlation within +-SYNC_MAX_LAG frames, for reference;
     ``interval_90`` / ``chance_95``: how far ``corr`` can be trusted on a clip this long, see
-    :func:`thg_nerf.train.metrics.corr_reliability`)."""
+    :func:`thg_nerf.train.metrics.corr_reliability`).
+
+    ``av_check``: the clip's audio-video offset read with this run's model
+    (:func:`thg_nerf.train.metrics.series_av_offset`). Under ``preprocess.av_offset: auto`` it is applied as
+    preprocessing applies its own estimate (confidence >= ``avsync.CONFIDENT``, at least ``AUTO_MIN_S``): the
+    clip's audio is advanced by it before the figures above, ``corr_unshifted`` keeps the one before and
+    ``av_offset_s`` is the total shift (preprocessing's and this one)."""
+    from thg_nerf.audio.io import load_audio
+    from thg_nerf.preprocess.avsync import applied_offset, parse_av_offset, shift_audio
+
     ds = cross_dataset(video, cache, run.cfg.preprocess)
     res, pred, real, ok = cross_mouth(run.motion_model, ds)
-    res = {"video": str(video), **res, **metrics.corr_reliability(pred[ok], real[ok], ds.fps),
-           "av_offset_s": (ds.meta.get("audio") or {}).get("av_offset_s")}
+    check = metrics.series_av_offset(pred, np.where(ok, real, np.nan), ds.fps)
+    # under `auto`, a confident offset is applied as preprocessing applies its own (which 8 s rarely reach)
+    auto = parse_av_offset(run.cfg.preprocess.av_offset) is None
+    shift = applied_offset("auto", check["offset_s"], check["confidence"]) if auto else 0.0
+    extra = {}
+    if shift:
+        extra = {"corr_unshifted": res["corr"]}
+        res, pred, real, ok = cross_mouth(run.motion_model, ds,
+                                          shift_audio(load_audio(ds.path("audio"), 16000), 16000, shift))
+    before = (ds.meta.get("audio") or {}).get("av_offset_s") or 0.0
+    res = {"video": str(video), **res, **extra, **metrics.corr_reliability(pred[ok], real[ok], ds.fps),
+           "av_offset_s": round(before + shift, 4), "av_check": {**check, "applied": bool(shift)}}
     _cross_plot(out / f"cross_{video.stem}.png", pred, real, ok, video.name, res)
     return res
 
@@ -429,6 +448,15 @@ def _trust(res: dict) -> str:
     """The cross-speaker figure's interval and chance level as text ('' when the clip is too short for them)."""
     lo_hi = res.get("interval_90")
     return f"90 % interval {lo_hi[0]}..{lo_hi[1]}, chance level {res['chance_95']}" if lo_hi else ""
+
+
+def _av_text(res: dict) -> str:
+    """The cross clip's A/V offset check as text."""
+    chk = res.get("av_check") or {}
+    if not chk.get("confidence"):
+        return "A/V offset not measurable"
+    state = f"applied, {res['corr_unshifted']} before" if chk["applied"] else "not applied"
+    return f"A/V offset by this run's model {chk['offset_s']:+.3f} s (confidence {chk['confidence']}, {state})"
 
 
 def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, name: str, res: dict) -> None:
@@ -446,4 +474,4 @@ def _cross_plot(path: Path, pred: np.ndarray, real: np.ndarray, ok: np.ndarray, 
         z[k] = (v - np.nanmean(v)) / (np.nanstd(v) + 1e-12)
     _line_plot(plt, path, np.arange(len(pred)), z, "z-score",
                f"cross-speaker mouth opening: {name}\ncorr {res['corr']}{f' ({trust})' if trust else ''}, voice warp "
-               f"{res['voice_warp']}")
+               f"{res['voice_warp']}\n{_av_text(res)}")
