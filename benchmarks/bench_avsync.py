@@ -120,19 +120,23 @@ def windows(clips: dict, name: str = "macron", seconds: float = 8.0) -> None:
     print(f"\n{name}, {seconds:g} s windows, raw lag s (confidence): " + "; ".join(rows))
 
 
+def unrelated_audio(name: str, wave: np.ndarray, others: dict[str, np.ndarray], rng: np.random.Generator,
+                    draws: int) -> list[tuple[str, np.ndarray]]:
+    """(label, audio) pairs that do not belong to clip ``name``'s lips, each as long as its ``wave``: the wave
+    circularly shifted by 2 s or more (``draws`` of them), then each of ``others`` tiled to length."""
+    cases = [(f"{name} own audio circularly shifted {s:.1f} s", np.roll(wave, int(s * SR)))
+             for s in rng.uniform(2.0, len(wave) / SR - 2.0, draws)]
+    for other, w in others.items():
+        cases.append((f"{name} mouth with {other} audio", np.tile(w, int(np.ceil(len(wave) / len(w))))[:len(wave)]))
+    return cases
+
+
 def negatives(clips: dict, per_clip: int) -> None:
     rng = np.random.default_rng(0)
     confs, worst = [], ("", 0.0)
     for name, (mouth, valid, wave, fps) in clips.items():
-        dur = len(wave) / SR
-        cases = [(f"{name} own audio circularly shifted {s:.1f} s", np.roll(wave, int(s * SR)))
-                 for s in rng.uniform(2.0, dur - 2.0, per_clip)]
-        for other, (_, _, w2, _) in clips.items():
-            if other != name:
-                need = len(wave)
-                tiled = np.tile(w2, int(np.ceil(need / len(w2))))[:need]
-                cases.append((f"{name} mouth with {other} audio", tiled))
-        for label, w in cases:
+        others = {o: c[2] for o, c in clips.items() if o != name}
+        for label, w in unrelated_audio(name, wave, others, rng, per_clip):
             c = avsync.estimate_av_offset(mouth, valid, w, SR, fps).confidence
             confs.append(c)
             if c > worst[1]:

@@ -28,8 +28,8 @@ run's audio -> motion model:
   ``corr_regressor``), from the clip's features without and with the run's voice normalisation (warp, and
   band spread when the run's voice model has one).
 - ``av_check``: the clip's A/V offset read with the run's model as ``eval --cross`` reads it
-  (``thg_nerf.train.metrics.series_av_offset``) and whether ``eval`` applies it (confidence >=
-  ``avsync.CONFIDENT``); ``offset_null``: the confidence the same reading reaches on unrelated audio (each
+  (``thg_nerf.train.metrics.series_av_offset``) and whether ``eval`` applies it (``avsync.applied_offset``:
+  confidence >= ``avsync.CONFIDENT``); ``offset_null``: the confidence the same reading reaches on unrelated audio (each
   clip's tracked mouth against its own audio circularly shifted by 2 s or more, 10 draws, and against the
   other clips' and every ``--null-audio`` file's audio, tiled to length): the check that the threshold
   rejects audio that does not belong to the lips.
@@ -104,20 +104,18 @@ def speech_frames_corr(pred: np.ndarray, real: np.ndarray, ok: np.ndarray, wave:
     return {"corr_speech_frames": None if c is None else round(c, 3), "speech_frames": int(sel.sum())}
 
 
-def offset_null(mm, clips: dict, extra: list[np.ndarray], rng: np.random.Generator, draws: int = 10) -> dict:
+def offset_null(mm, clips: dict, extra: dict[str, np.ndarray], rng: np.random.Generator, draws: int = 10) -> dict:
     """Confidence of ``series_av_offset`` on audio unrelated to each clip's lips (see the module docstring)."""
+    from bench_avsync import unrelated_audio
+
     from thg_nerf.preprocess.avsync import CONFIDENT
     from thg_nerf.train.evaluate import cross_mouth
     from thg_nerf.train.metrics import series_av_offset
 
     confs, worst = [], ("", 0.0)
     for name, (ds, wave, real) in clips.items():
-        cases = [(f"{name}, own audio shifted {s:.1f} s", np.roll(wave, int(s * SR)))
-                 for s in rng.uniform(2.0, len(wave) / SR - 2.0, draws)]
-        others = [(f"{name}, {o}'s audio", w) for o, (_, w, _) in clips.items() if o != name]
-        others += [(f"{name}, --null-audio {i}", w) for i, w in enumerate(extra)]
-        cases += [(label, np.tile(w, int(np.ceil(len(wave) / len(w))))[:len(wave)]) for label, w in others]
-        for label, w in cases:
+        others = {**{o: c[1] for o, c in clips.items() if o != name}, **extra}
+        for label, w in unrelated_audio(name, wave, others, rng, draws):
             _, pred, _, _ = cross_mouth(mm, ds, w)
             c = series_av_offset(pred, real, ds.fps)["confidence"]
             confs.append(c)
@@ -148,7 +146,7 @@ def main() -> None:
     from thg_nerf.log import setup_logging
     from thg_nerf.motion.augment import Perturbation, perturb
     from thg_nerf.motion.model import corr
-    from thg_nerf.preprocess.avsync import CONFIDENT
+    from thg_nerf.preprocess.avsync import applied_offset
     from thg_nerf.train.checkpoint import load_run, read_run_info
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
     from thg_nerf.train.metrics import corr_reliability, series_av_offset
@@ -182,11 +180,11 @@ def main() -> None:
                "frames": res["frames"], **corr_reliability(pred[ok], real[ok], ds.fps),
                "warp_scan": warp_scan, "highpass_scan": hp_scan, "median_f0_hz": median_f0(wave)}
         check = series_av_offset(pred, np.where(ok, real, np.nan), ds.fps)
-        row["av_check"] = {**check, "applied": bool(check["confidence"] >= CONFIDENT and check["offset_frames"])}
+        row["av_check"] = {**check, "applied": bool(applied_offset("auto", check["offset_s"], check["confidence"]))}
         out[video.stem] = row
         clips[video.stem] = (ds, wave, np.where(ok, real, np.nan))
         print(video.stem, json.dumps(row), flush=True)
-    out["offset_null"] = offset_null(mm, clips, [load_audio(f, SR) for f in args.null_audio], rng)
+    out["offset_null"] = offset_null(mm, clips, {f.stem: load_audio(f, SR) for f in args.null_audio}, rng)
     print("offset_null", json.dumps(out["offset_null"]), flush=True)
     if args.out:
         args.out.write_text(json.dumps(out, indent=1))

@@ -150,8 +150,7 @@ def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, s
     mouth = np.asarray(mouth, dtype=np.float64).reshape(-1)
     valid = np.asarray(valid, bool).reshape(-1) & np.isfinite(mouth)
     n, step = len(mouth), 1.0 / fps
-    k = max(1, int(np.floor(max_lag_s * fps + 1e-9)))
-    lags = np.arange(-k, k + 1) * step
+    lags = lag_steps(fps, max_lag_s) * step
     if valid.sum() < max(MIN_FRAMES, 4 * FOLDS) or not len(null_shifts(n, fps)) or np.ptp(mouth[valid]) <= 0:
         return AvOffset(0.0, 0.0, 0.0, 0.0, lags, np.zeros(len(lags)))
     audio = FrameAudio(wave, sr, fps, n)
@@ -167,6 +166,12 @@ def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, s
     still = audio.at(0.0)
     null = [model.score(np.roll(still, s, axis=0)[valid]) for s in null_shifts(n, fps)]
     return AvOffset(raw - BIAS_S, peak_confidence(float(scores[i]), null), float(scores[i]), raw, lags, scores)
+
+
+def lag_steps(fps: float, max_lag_s: float = MAX_LAG_S) -> np.ndarray:
+    """The whole-frame lags [L] an offset search tries: every frame within +-``max_lag_s`` (at least +-1)."""
+    k = max(1, int(np.floor(max_lag_s * fps + 1e-9)))
+    return np.arange(-k, k + 1)
 
 
 def null_shifts(n: int, fps: float) -> np.ndarray:

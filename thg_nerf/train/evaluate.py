@@ -427,7 +427,8 @@ def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
     from thg_nerf.preprocess.avsync import applied_offset, parse_av_offset, shift_audio
 
     ds = cross_dataset(video, cache, run.cfg.preprocess)
-    res, pred, real, ok = cross_mouth(run.motion_model, ds)
+    wave = load_audio(ds.path("audio"), 16000)
+    res, pred, real, ok = cross_mouth(run.motion_model, ds, wave)
     check = metrics.series_av_offset(pred, np.where(ok, real, np.nan), ds.fps)
     # under `auto`, a confident offset is applied as preprocessing applies its own (which 8 s rarely reach)
     auto = parse_av_offset(run.cfg.preprocess.av_offset) is None
@@ -435,8 +436,7 @@ def cross_speaker(run: LoadedRun, video: Path, cache: Path, out: Path) -> dict:
     extra = {}
     if shift:
         extra = {"corr_unshifted": res["corr"]}
-        res, pred, real, ok = cross_mouth(run.motion_model, ds,
-                                          shift_audio(load_audio(ds.path("audio"), 16000), 16000, shift))
+        res, pred, real, ok = cross_mouth(run.motion_model, ds, shift_audio(wave, 16000, shift))
     before = (ds.meta.get("audio") or {}).get("av_offset_s") or 0.0
     res = {"video": str(video), **res, **extra, **metrics.corr_reliability(pred[ok], real[ok], ds.fps),
            "av_offset_s": round(before + shift, 4), "av_check": {**check, "applied": bool(shift)}}

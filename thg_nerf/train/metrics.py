@@ -148,36 +148,33 @@ def series_av_offset(pred: np.ndarray, real: np.ndarray, fps: float) -> dict:
     """A clip's audio-video offset read from a prediction of its mouth opening made from its audio (a run's
     audio -> motion model, which no fitting on the clip itself weakens) and its tracked mouth opening.
 
-    ``pred``, ``real`` [N] per frame (NaN = not measured). The lag is the whole number of frames within
-    +-``avsync.MAX_LAG_S`` at which ``pred[t + lag]`` correlates best with ``real[t]``: positive = the
+    ``pred`` [N] per frame, ``real`` [N] per frame (NaN = not measured). The lag is the whole number of frames
+    within +-``avsync.MAX_LAG_S`` at which ``pred[t + lag]`` correlates best with ``real[t]``: positive = the
     prediction, so the audio, is late (the sign of ``thg_nerf.preprocess.avsync``). ``confidence``: the
     peak's Fisher z as a z-score against ``pred`` circularly shifted as avsync's null
     (:func:`~thg_nerf.preprocess.avsync.peak_confidence`; 0 for a clip too short for it). Returns
     ``{offset_frames, offset_s, peak_corr, confidence}``.
     """
+    from thg_nerf.motion.model import corr
     from thg_nerf.preprocess import avsync
 
     pred, real = np.asarray(pred, np.float64), np.asarray(real, np.float64)
-    n = len(pred)
-    k = max(1, int(np.floor(avsync.MAX_LAG_S * fps + 1e-9)))
-    lags = np.arange(-k, k + 1)
+    n, fin = len(pred), np.isfinite(real)
+    lags = avsync.lag_steps(fps)
     shifts = avsync.null_shifts(n, fps)
-    scores = np.array([_pair_corr(pred[max(d, 0):n + min(d, 0)], real[max(-d, 0):n - max(d, 0)]) for d in lags])
+    scores = []
+    for d in lags:
+        p, r, m = pred[max(d, 0):n + min(d, 0)], real[max(-d, 0):n - max(d, 0)], fin[max(-d, 0):n - max(d, 0)]
+        c = corr(p[m], r[m])
+        scores.append(np.nan if c is None else c)
+    scores = np.array(scores)
     if not len(shifts) or not np.isfinite(scores).any():
         return {"offset_frames": 0, "offset_s": 0.0, "peak_corr": None, "confidence": 0.0}
     i = int(np.nanargmax(scores))
-    null = [_pair_corr(np.roll(pred, s), real) for s in shifts]
+    null = _rows_corr(np.stack([np.roll(pred, s)[fin] for s in shifts]), real[fin][None, :])
     return {"offset_frames": int(lags[i]), "offset_s": round(float(lags[i] / fps), 4),
             "peak_corr": round(float(scores[i]), 4),
-            "confidence": round(avsync.peak_confidence(float(scores[i]), [c for c in null if np.isfinite(c)]), 2)}
-
-
-def _pair_corr(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation over the positions where both [N] series are finite (NaN if too few or constant)."""
-    ok = np.isfinite(a) & np.isfinite(b)
-    if ok.sum() < 3 or a[ok].std() < 1e-12 or b[ok].std() < 1e-12:
-        return float("nan")
-    return float(np.corrcoef(a[ok], b[ok])[0, 1])
+            "confidence": round(avsync.peak_confidence(float(scores[i]), null[np.isfinite(null)]), 2)}
 
 
 #: Values per chunk of :func:`corr_reliability`'s row-wise correlations (bounds its memory on long clips).
