@@ -37,12 +37,6 @@ SHIFTS = (-0.2, 0.0, 0.2)
 CLIPS = {"macron": "macron_50s_512px_30fps.mp4", "katiehill": "katiehill_8s_512px_25fps.mp4",
          "speaker2": "speaker2_20s_1080x1920_25fps.mp4"}
 REUSE = {"macron": ROOT / "data" / "macron_tiny"}
-CONTEXT = avsync.CONTEXT_FRAMES
-
-
-def estimate(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, fps: float) -> avsync.AvOffset:
-    """The estimator as preprocessing runs it, with this run's ``--context``."""
-    return avsync.estimate_av_offset(mouth, valid, wave, SR, fps, context=CONTEXT)
 
 
 def delayed(wave: np.ndarray, shift_s: float) -> np.ndarray:
@@ -62,7 +56,7 @@ def synthetic(seeds: range) -> None:
                 env = audio_envelope(wave, SR, fps, int(10 * fps))
                 mouth = env / env.max()
                 for shift in SHIFTS:
-                    est = estimate(mouth, np.ones(len(mouth), bool), delayed(wave, shift), fps)
+                    est = avsync.estimate_av_offset(mouth, np.ones(len(mouth), bool), delayed(wave, shift), SR, fps)
                     errs.append(est.raw_lag_s - shift)
                     confs.append(est.confidence)
             errs, confs = np.array(errs) * 1000, np.array(confs)
@@ -101,10 +95,10 @@ def real_clips(clips: dict) -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for name, (mouth, valid, wave, fps) in clips.items():
         t0 = time.perf_counter()
-        base = estimate(mouth, valid, wave, fps)
+        base = avsync.estimate_av_offset(mouth, valid, wave, SR, fps)
         dt = time.perf_counter() - t0
-        late = estimate(mouth, valid, delayed(wave, 0.2), fps)
-        early = estimate(mouth, valid, delayed(wave, -0.2), fps)
+        late = avsync.estimate_av_offset(mouth, valid, delayed(wave, 0.2), SR, fps)
+        early = avsync.estimate_av_offset(mouth, valid, delayed(wave, -0.2), SR, fps)
         applied = avsync.applied_offset("auto", base.offset_s, base.confidence)
         print(f"| {name} | {len(mouth)} @ {fps:g} fps | {base.offset_s:+.3f} ({base.raw_lag_s:+.3f}) | "
               f"{base.confidence:.1f} | "
@@ -121,7 +115,7 @@ def windows(clips: dict, name: str = "macron", seconds: float = 8.0) -> None:
     rows = []
     for a in range(0, len(mouth) - n + 1, n):
         w = wave[int(a / fps * SR):int((a + n) / fps * SR)]
-        est = estimate(mouth[a:a + n], valid[a:a + n], w, fps)
+        est = avsync.estimate_av_offset(mouth[a:a + n], valid[a:a + n], w, SR, fps)
         rows.append(f"{a / fps:.0f}-{(a + n) / fps:.0f} s: {est.raw_lag_s:+.3f} ({est.confidence:.1f})")
     print(f"\n{name}, {seconds:g} s windows, raw lag s (confidence): " + "; ".join(rows))
 
@@ -143,7 +137,7 @@ def negatives(clips: dict, per_clip: int) -> None:
     for name, (mouth, valid, wave, fps) in clips.items():
         others = {o: c[2] for o, c in clips.items() if o != name}
         for label, w in unrelated_audio(name, wave, others, rng, per_clip):
-            c = estimate(mouth, valid, w, fps).confidence
+            c = avsync.estimate_av_offset(mouth, valid, w, SR, fps).confidence
             confs.append(c)
             if c > worst[1]:
                 worst = (label, c)
@@ -156,13 +150,9 @@ def negatives(clips: dict, per_clip: int) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="2 synthetic seeds, 4 circular shifts per clip")
-    p.add_argument("--context", type=int, default=avsync.CONTEXT_FRAMES,
-                   help="frames of audio context each side (default: avsync.CONTEXT_FRAMES)")
     args = p.parse_args()
-    global CONTEXT
-    CONTEXT = args.context
     t0 = time.perf_counter()
-    print(f"estimator: lags +-{avsync.MAX_LAG_S} s, context +-{CONTEXT} frames, {avsync.FOLDS} folds, ridge {avsync.RIDGE}, "
+    print(f"estimator: lags +-{avsync.MAX_LAG_S} s, {avsync.FOLDS} folds, ridge {avsync.RIDGE}, "
           f"bias {avsync.BIAS_S} s, CONFIDENT {avsync.CONFIDENT}, AUTO_MIN_S {avsync.AUTO_MIN_S}")
     synthetic(range(2 if args.quick else 5))
     clips = {n: clip_data(n) for n in CLIPS if (MEDIA / CLIPS[n]).is_file()}

@@ -70,6 +70,38 @@ def test_video_audio_track_and_segment(tmp_path, wav, speech):
     assert load_audio(wav, start=5.0).size == SR
 
 
+@pytest.mark.parametrize("editlist", [True, False])
+def test_video_frames_and_audio_keep_the_players_timing(tmp_path, editlist):
+    """Flashes and clicks at 1, 2, 3 s, encoded as phones and editors do (H.264 with B-frames, so the first frame
+    is presented after a composition delay; AAC, with its 1024 priming samples): the decoded frames and audio
+    keep the timing a player shows, at the clip's rate and resampled. With an edit list (most files) that is the
+    source's; without one (some muxers) the video is presented 2 frames late and the audio 21 ms (1024 samples) late,
+    as ffprobe's timestamps say, and the decoders must follow them, not count from the first packet."""
+    from thg_nerf.utils.video import iter_frames
+
+    fps, sr, events = 30, 48000, (1.0, 2.0, 3.0)
+    frames = np.zeros((4 * fps, 32, 32, 3), np.uint8)
+    clicks = np.zeros(4 * sr, np.float32)
+    for t in events:
+        frames[round(t * fps)] = 255
+        clicks[int(t * sr):int(t * sr) + 48] = 0.9
+    (tmp_path / "v.raw").write_bytes(frames.tobytes())
+    (tmp_path / "a.raw").write_bytes(clicks.tobytes())
+    video = tmp_path / "clip.mp4"
+    ffmpeg("-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "32x32", "-r", str(fps), "-i", str(tmp_path / "v.raw"),
+           "-f", "f32le", "-ar", str(sr), "-ac", "1", "-i", str(tmp_path / "a.raw"), "-c:v", "libx264", "-bf", "3",
+           "-g", str(fps), "-pix_fmt", "yuv420p", "-c:a", "aac", *(() if editlist else ("-use_editlist", "0")),
+           str(video))
+    video_delay, audio_delay = (0.0, 0.0) if editlist else (2 / fps, 1024 / sr)
+    for rate in (None, 25.0):
+        level = np.array([f.mean() for f in iter_frames(video, fps=rate)])
+        want = [round((t + video_delay) * (rate or fps)) for t in events]
+        assert list(np.flatnonzero(level > 128)) == want, rate
+    wave = load_audio(video, SR)
+    got = [int(np.argmax(np.abs(wave[int((t - 0.3) * SR):int((t + 0.3) * SR)]))) + int((t - 0.3) * SR) for t in events]
+    assert np.abs(np.array(got) / SR - [t + audio_delay for t in events]).max() < 0.002, got  # 1/20 frame
+
+
 def test_stereo_is_downmixed(tmp_path, speech):
     src = tmp_path / "stereo.wav"
     write_wav(tmp_path / "mono.wav", speech, SR)

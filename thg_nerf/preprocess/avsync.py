@@ -26,9 +26,6 @@ from thg_nerf.errors import ThgError
 
 #: Search range of the offset (seconds, both signs).
 MAX_LAG_S = 0.5
-#: Frames of audio context each side of a frame's own that the regression sees (the mouth at a frame is shaped
-#: by the sounds around it, not just those within its period).
-CONTEXT_FRAMES = 0
 #: Contiguous cross-validation folds.
 FOLDS = 5
 #: Ridge penalty on the standardised features (relative to the number of training frames).
@@ -109,10 +106,6 @@ class FrameAudio:
 
         return window_series(self.series, self.hop_s, self.t0 - lag_s, self.fps, self.n_frames, 1, fill=0.0)[:, 0]
 
-    def around(self, lag_s: float, context: int) -> np.ndarray:
-        """[n_frames, (2 context + 1) C] float32: :meth:`at` ``lag_s`` and ``context`` frame periods either side."""
-        return np.concatenate([self.at(lag_s + k / self.fps) for k in range(-context, context + 1)], axis=1)
-
 
 class _FoldRidge:
     """Contiguous-fold cross-validated ridge regressions of one target y [n] from features x [n, C]."""
@@ -146,13 +139,12 @@ class _FoldRidge:
 
 
 def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, sr: int, fps: float,
-                       max_lag_s: float = MAX_LAG_S, context: int = CONTEXT_FRAMES) -> AvOffset:
+                       max_lag_s: float = MAX_LAG_S) -> AvOffset:
     """Estimate the audio-video offset of a clip (positive = audio late).
 
     ``mouth`` [N] is the per-frame mouth opening (``signals.mouth_opening``), ``valid`` [N] bool the frames
     where it was measured, ``wave`` [n_samples] the clip's mono audio at ``sr`` Hz starting with frame 0,
-    ``fps`` the video frame rate, ``context`` the frames of audio each side of a frame's own the regression
-    sees (:data:`CONTEXT_FRAMES`). Too few valid frames, a clip too short for the null or a constant mouth
+    ``fps`` the video frame rate. Too few valid frames, a clip too short for the null or a constant mouth
     give confidence 0.
     """
     mouth = np.asarray(mouth, dtype=np.float64).reshape(-1)
@@ -163,7 +155,7 @@ def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, s
         return AvOffset(0.0, 0.0, 0.0, 0.0, lags, np.zeros(len(lags)))
     audio = FrameAudio(wave, sr, fps, n)
     model = _FoldRidge(mouth[valid], FOLDS, RIDGE)
-    scores = np.array([model.score(audio.around(d, context)[valid]) for d in lags])
+    scores = np.array([model.score(audio.at(d)[valid]) for d in lags])
     i = int(np.argmax(scores))
     frac = 0.0
     if 0 < i < len(lags) - 1:
@@ -171,7 +163,7 @@ def estimate_av_offset(mouth: np.ndarray, valid: np.ndarray, wave: np.ndarray, s
         den = a - 2.0 * b + c
         frac = float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < 0 else 0.0
     raw = float(lags[i] + frac * step)
-    still = audio.around(0.0, context)
+    still = audio.at(0.0)
     null = [model.score(np.roll(still, s, axis=0)[valid]) for s in null_shifts(n, fps)]
     return AvOffset(raw - BIAS_S, peak_confidence(float(scores[i]), null), float(scores[i]), raw, lags, scores)
 
