@@ -14,6 +14,11 @@ training split exactly as ``thg-nerf train`` does, then reports
   ``cross:<clip>:av_check``: [lag in frames, confidence] of the clip's A/V offset as ``eval --cross`` reads it
   with this model (``thg_nerf.train.metrics.series_av_offset``);
 - training seconds.
+
+``--ensemble``: also, per variant, the same figures for the mean of its first k seeds' calibrated mouth
+predictions (k = 2..``--seeds``)
+(validation frames from the clip's own audio, unnormalised, as training scores them; ``val_mouth_corr_seeds``
+is each seed's figure on that same path, for comparison).
 """
 
 from __future__ import annotations
@@ -27,12 +32,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: The motion loss and gain of the third session's defaults, which the older variants were measured with.
-_OWN_GAIN = {"mouth_weight": 0.0, "gain_voices": False, "voice_norm": False}
+#: The motion loss and gain of the third session's defaults, which the older variants were measured with
+#: (one network each: the ensemble of the eighth session is pinned off for every variant before it).
+_OWN_GAIN = {"mouth_weight": 0.0, "gain_voices": False, "voice_norm": False, "ensemble": 1}
 #: Voice normalisation as the fifth session measured it: the warp alone.
 _WARP_ONLY = {"voice_norm": True, "voice_spread": False}
 _WIDE = {"warp": [0.72, 1.38], "tempo": [0.8, 1.25]}
-_MOUTH = {"features": "mel", "lifter": 12, "mouth_weight": 1.0, "voice_norm": False}
+_MOUTH = {"features": "mel", "lifter": 12, "mouth_weight": 1.0, "voice_norm": False, "ensemble": 1}
 _VTLN = {**_MOUTH, "gain_voices": True, **_WARP_ONLY}
 
 #: name -> motion config overrides (on top of the tiny preset's defaults)
@@ -63,6 +69,8 @@ VARIANTS = {
     "mel+aug+lifter+mouth1+gainvoices+vtln+narrowwarp": {**_VTLN, "augment": {"warp": [0.91, 1.1]}},
     # sixth session: new voices' log-mel band spread matched to the person's too (default)
     "mel+aug+lifter+mouth1+gainvoices+vtln+spread": {**_VTLN, "voice_spread": True},
+    # eighth session: the mean of six networks from consecutive seeds (default)
+    "mel+aug+lifter+mouth1+gainvoices+vtln+spread+ens6": {**_VTLN, "voice_spread": True, "ensemble": 6},
 }
 
 
@@ -80,16 +88,44 @@ def shift_scan(mm, ds) -> dict[str, float]:
             for d in np.round(np.arange(-0.24, 0.241, 0.04), 2)}
 
 
+def ensemble_rows(name: str, preds: dict[str, list], reals: dict[str, tuple], val_true) -> list[dict]:
+    """``--ensemble``: the figures of the mean of a variant's first k seeds' mouth predictions, k = 2..seeds
+    (``preds``: [seeds] of [N] each, ``"val"`` over the clip's own frames; ``reals``: clip -> (tracked mouth
+    [N], valid [N], fps); ``val_true``: (validation frame ids, their tracked mouth))."""
+    import numpy as np
+
+    from thg_nerf.motion.model import corr
+    from thg_nerf.train.metrics import series_av_offset
+
+    ids, true = val_true
+    rows = []
+    for k in range(2, len(preds["val"]) + 1):
+        row = {"variant": f"{name}, mean of the first {k} seeds",
+               "val_mouth_corr": round(corr(np.mean(preds["val"][:k], 0)[ids], true), 4),
+               "val_mouth_corr_seeds": [round(corr(p[ids], true), 4) for p in preds["val"][:k]]}
+        for clip, (real, ok, fps) in reals.items():
+            pred = np.mean(preds[clip][:k], 0)
+            row[f"cross:{clip}"] = round(corr(pred[ok], real[ok]), 4)
+            check = series_av_offset(pred, np.where(ok, real, np.nan), fps)
+            row[f"cross:{clip}:av_check"] = [check["offset_frames"], check["confidence"]]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, type=Path)
     ap.add_argument("--cross", action="append", default=[], type=Path)
     ap.add_argument("--cache", type=Path, default=REPO / "data" / "cross")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {list(VARIANTS)}")
-    ap.add_argument("--seeds", type=int, default=1, help="repeat each variant with seeds 0..N-1")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="repeat each variant with seeds S..S+N-1 (an ensemble's first network's seed)")
+    ap.add_argument("--first-seed", type=int, default=0, help="S above (default 0)")
     ap.add_argument("--shift-scan", action="store_true",
                     help="also: each cross clip's correlation with its audio shifted by -0.24..+0.24 s "
                          "(positive = advanced, as preprocessing corrects late audio), first variant, seed 0")
+    ap.add_argument("--ensemble", action="store_true",
+                    help="also score the mean of each variant's seeds' predictions (module docstring)")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
 
@@ -101,6 +137,7 @@ def main() -> None:
     from thg_nerf.dataset import load_dataset
     from thg_nerf.log import setup_logging
     from thg_nerf.motion.model import train_audio_motion
+    from thg_nerf.preprocess.motion import dataset_motion
     from thg_nerf.train.evaluate import cross_dataset, cross_mouth
     from thg_nerf.train.metrics import series_av_offset
 
@@ -110,8 +147,12 @@ def main() -> None:
     cfg0 = load_config("tiny")
     crosses = {v.stem.split("_")[0]: cross_dataset(v, args.cache, cfg0.preprocess) for v in args.cross}
     rows = []
+    own = load_audio(ds.path("audio"), 16000)
+    reals: dict[str, tuple] = {}
+    val_ids = np.array([r.img_id for r in ds.val], dtype=np.int64)
     for name in args.variants.split(","):
-        for seed in range(args.seeds):
+        preds: dict[str, list] = {"val": [], **{clip: [] for clip in crosses}}
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             cfg = load_config("tiny", {"motion": {**VARIANTS[name], "seed": seed}}).motion
             t0 = time.perf_counter()
             mm = train_audio_motion(ds, cfg)
@@ -124,8 +165,12 @@ def main() -> None:
             if mm.normalises_voice:
                 row["voice_warps"] = {clip: round(mm.voice_warp(load_audio(c.path("audio"), 16000), 16000), 3)
                                       for clip, c in crosses.items()}
+            if args.ensemble:
+                preds["val"].append(mm.mouth(mm.predict(mm.features(own, 16000, ds.fps, ds.n_frames, warp=1.0))))
             for clip, cds in crosses.items():
                 res, pred, real, ok = cross_mouth(mm, cds)
+                preds[clip].append(pred)
+                reals[clip] = (real, ok, cds.fps)
                 row[f"cross:{clip}"] = res["corr"]
                 row[f"cross:{clip}:best_lag"] = [res["best_lag_frames"], res["best_lag_corr"]]
                 check = series_av_offset(pred, np.where(ok, real, np.nan), cds.fps)
@@ -134,6 +179,10 @@ def main() -> None:
                 row["shift_scan"] = {clip: shift_scan(mm, cds) for clip, cds in crosses.items()}
             rows.append(row)
             print(json.dumps(row), flush=True)
+        if args.ensemble and args.seeds > 1:
+            truth = (val_ids, dataset_motion(ds, write=False).mouth[val_ids])
+            for row in ensemble_rows(name, preds, reals, truth):
+                print(json.dumps(row), flush=True)
     summary = {}
     for name in dict.fromkeys(r["variant"] for r in rows):
         sel = [r for r in rows if r["variant"] == name]

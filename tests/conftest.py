@@ -51,7 +51,8 @@ class TrainedSyntheticRun:
 SYNTHETIC_RUN_DATA = {"n_frames": 100, "size": 64, "fps": 25.0, "seed": 0, "motion_deg": 8.0}
 SYNTHETIC_RUN_OVERRIDES = {"train": {"iters": 250, "checkpoint_every": 250, "eval_every": 0,
                                      "max_samples_per_ray": 48, "calibrate_frames": 0},
-                           "motion": {"hidden": 32, "iters": 400, "seq_len": 32, "augment": {"copies": 2}}}
+                           "motion": {"hidden": 32, "iters": 400, "seq_len": 32, "augment": {"copies": 2},
+                                      "ensemble": 2}}
 
 
 @pytest.fixture(scope="session")

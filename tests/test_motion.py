@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -13,7 +14,7 @@ from thg_nerf.errors import ThgError
 from thg_nerf.motion.augment import Perturbation, perturb, wsola
 from thg_nerf.motion.config import AugmentConfig, MotionConfig
 from thg_nerf.motion.model import AudioMotionModel, _Sequence, _voices_amplitude, corr, train_audio_motion
-from thg_nerf.motion.net import AudioMotionNet
+from thg_nerf.motion.net import AudioMotionNet, MotionEnsemble
 from thg_nerf.preprocess.motion import MOTION_FILE, canonical_offsets, dataset_motion
 from thg_nerf.testing.synthetic import make_synthetic_dataset, rotation_xyz
 
@@ -194,6 +195,59 @@ def test_other_voice_amplitude_pools_validation_frames_of_each_copy():
     got = _voices_amplitude(_ScaledCopies(), seqs, val_ids, mouth)
     assert got == pytest.approx(np.sqrt(0.5 * 0.25), rel=1e-6)
     assert _voices_amplitude(_ScaledCopies(), [], val_ids, mouth) is None
+
+
+def test_ensemble_is_the_mean_of_its_members():
+    torch.manual_seed(0)
+    members = [AudioMotionNet(16, 32, 5, hidden=16, context_frames=c).eval() for c in (4, 12)]
+    net = MotionEnsemble(members).eval()
+    x = torch.randn(2, 20, 16, 32)
+    torch.testing.assert_close(net(x), (members[0](x) + members[1](x)) / 2)
+    assert net.receptive_frames == max(m.receptive_frames for m in members) > members[0].receptive_frames
+
+
+def test_ensemble_trains_saves_and_loads(syn, tmp_path):
+    """Two networks from seeds 5 and 6 (so neither is the seed-5 network alone), averaged, through a save and a
+    load; a schema-1 file (one network, no member count) still loads; weights that do not fit are one line."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    ds = load_dataset(syn[0])
+    cfg = MotionConfig(hidden=16, iters=60, eval_every=20, seq_len=32, seed=5, augment=AugmentConfig(copies=1))
+    cfg.ensemble = 2
+    model = train_audio_motion(ds, cfg, tmp_path / "two")
+    assert isinstance(model.net, MotionEnsemble) and len(model.net.members) == 2
+    m = model.meta["metrics"]
+    assert [r["seed"] for r in m["members"]] == [5, 6]
+    assert m["iterations"] == sum(r["iterations"] for r in m["members"])
+    feats = model.features(syn[1].wave, SR, ds.fps, ds.n_frames)
+    loaded = AudioMotionModel.load(tmp_path / "two")
+    assert loaded.meta["members"] == 2 and len(loaded.net.members) == 2
+    np.testing.assert_allclose(loaded.predict(feats), model.predict(feats), atol=1e-5)
+    first = model.net.members[0]
+    assert not torch.allclose(first(torch.zeros(1, 3, *model.feature_shape)),
+                              model.net.members[1](torch.zeros(1, 3, *model.feature_shape)))
+
+    path = tmp_path / "one" / "motion_model.safetensors"  # the same model as schema 1 would have stored it
+    path.parent.mkdir()
+    with safe_open(str(tmp_path / "two" / "motion_model.safetensors"), framework="pt") as f:
+        meta = json.loads(f.metadata()["meta"])
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    one = {k.replace("net.members.0.", "net."): v for k, v in tensors.items() if not k.startswith("net.members.1.")}
+    del meta["members"]
+    save_file(one, str(path), metadata={"meta": json.dumps({**meta, "schema_version": 1})})
+    old = AudioMotionModel.load(path.parent)
+    assert isinstance(old.net, AudioMotionNet)
+    with torch.no_grad():
+        want = first(torch.from_numpy((feats - model.feat_mean.numpy()) / model.feat_std.numpy())[None])[0].numpy()
+    np.testing.assert_allclose(old.predict(feats), model.motion_mean.numpy() + model.gain * model.motion_scale * want,
+                               atol=1e-5)
+    save_file(one, str(path), metadata={"meta": json.dumps({**meta, "members": 2})})
+    with pytest.raises(ThgError, match="do not fit its metadata"):
+        AudioMotionModel.load(path.parent)
+    cfg.ensemble = 0
+    with pytest.raises(ThgError, match="ensemble must be at least 1"):
+        train_audio_motion(ds, cfg)
 
 
 def test_short_clip_is_a_clear_error(tmp_path):

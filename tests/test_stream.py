@@ -81,26 +81,29 @@ def test_streaming_features_look_ahead_is_bounded():
         feats.push(wave[:10])
 
 
-def _toy_motion_model():
+def _toy_motion_model(ensemble: bool = False):
     from thg_nerf.motion.model import AudioMotionModel
-    from thg_nerf.motion.net import AudioMotionNet
+    from thg_nerf.motion.net import AudioMotionNet, MotionEnsemble
 
     torch.manual_seed(0)
     net = AudioMotionNet(16, 32, 6, hidden=16, context_frames=12, dropout=0.0).eval()
+    if ensemble:  # members that see different amounts of context: the stream keeps the longest
+        net = MotionEnsemble([net, AudioMotionNet(16, 32, 6, hidden=8, context_frames=20, dropout=0.0)]).eval()
     return AudioMotionModel(net=net, spec="mel", fps=FPS, feat_mean=torch.zeros(32), feat_std=torch.ones(32),
                             motion_mean=torch.zeros(6), motion_scale=1.0, gain=1.0, readout=np.zeros(7),
                             meta={"feature_shape": [16, 32]})
 
 
-def test_motion_stream_equals_whole_sequence_prediction():
+@pytest.mark.parametrize("ensemble", [False, True])
+def test_motion_stream_equals_whole_sequence_prediction(ensemble: bool):
     from thg_nerf.motion.stream import MotionStream
 
-    model = _toy_motion_model()
+    model = _toy_motion_model(ensemble)
     feats = stream_features(speech_like(3.0, SR, seed=7), 320)
     whole = model.predict(feats)
     stream = MotionStream(model)
     parts, a = [], 0
-    for k in (1, 0, 3, 1, 7, 2, 40, 1):
+    for k in (1, 0, 3, 1, 1, 2, 4, 2, 40, 1):  # the first pushes fill less than the context
         parts.append(stream.push(feats[a:a + k]))
         a += k
     parts.append(stream.push(feats[a:]))

@@ -88,7 +88,13 @@ class MotionConfig:
     voice_norm_train: bool = False
     """Also normalise each speaker-augmented training copy towards the person's voice (speaker-adaptive
     training: the copies then differ from the clean audio by everything but vocal tract length)."""
+    ensemble: int = 6
+    """Networks trained from seeds ``seed .. seed + ensemble - 1`` (each with its own augmented copies and
+    sequence draws) whose predictions are averaged. One network's validation correlation moves by +-0.05 with
+    the seed alone; the mean of six beat the mean of their members on the person's validation audio (+0.03 and
+    +0.05) and on another speaker (+0.05 twice) for six times the training (about 3 minutes on 2 cores)
+    (docs/BENCHMARKS.md, Lip sync, A/B)."""
     seed: int = 0
-    """Random seed (initialisation, sequence draws, augmentation)."""
+    """Random seed (initialisation, sequence draws, augmentation) of the first network."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     """Speaker augmentation."""

@@ -10,8 +10,12 @@ New audio is voice-normalised first (``MotionConfig.voice_norm``, ``thg_nerf.aud
 warped towards the person's voice and its log-mel bands' spread matched to the person's
 (``MotionConfig.voice_spread``); the voice model (fitted on the train split's speech) is saved with the network.
 
-Files in a run directory: ``motion_model.safetensors`` (weights, normalisation and the ``voice.*`` model; JSON
-metadata with the schema version, config, feature spec, gain, readout and validation metrics). Never pickled.
+Several networks trained from consecutive seeds can be averaged (``MotionConfig.ensemble``): the seed alone
+moves what one network fits by chance, and the mean keeps what they agree on.
+
+Files in a run directory: ``motion_model.safetensors`` (weights of each network, normalisation and the
+``voice.*`` model; JSON metadata with the schema version, the number of networks, config, feature spec, gain,
+readout and validation metrics). Never pickled.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ from thg_nerf.errors import ThgError
 from thg_nerf.log import get_logger, progress
 from thg_nerf.motion.augment import Perturbation, perturb
 from thg_nerf.motion.config import AugmentConfig, MotionConfig
-from thg_nerf.motion.net import AudioMotionNet
+from thg_nerf.motion.net import AudioMotionNet, MotionEnsemble
 from thg_nerf.preprocess.motion import MotionTargets, dataset_motion
 
 log = get_logger(__name__)
 
 MODEL_FILE = "motion_model.safetensors"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: Schemas :meth:`AudioMotionModel.load` reads: 1 = one network, 2 = ``members`` networks averaged.
+READS_SCHEMAS = (1, 2)
 SAMPLE_RATE = 16000
 PREDICT_CHUNK = 4096
 #: Shortest training sequence (frames).
@@ -63,7 +69,7 @@ def amplitude_ratio(pred: np.ndarray, ref: np.ndarray) -> float | None:
 class AudioMotionModel:
     """A trained audio -> motion model (see the module docstring)."""
 
-    net: AudioMotionNet
+    net: AudioMotionNet | MotionEnsemble
     spec: str
     fps: float
     feat_mean: torch.Tensor
@@ -124,14 +130,26 @@ class AudioMotionModel:
         if feats.ndim != 3 or tuple(feats.shape[1:]) != self.feature_shape:
             raise ThgError(f"audio features have shape {list(feats.shape)}, the motion model needs "
                            f"[n, {self.feature_shape[0]}, {self.feature_shape[1]}] ({self.spec})")
-        self.net.eval()
         ctx = self.net.receptive_frames
         out = []
         for a in range(0, len(feats), PREDICT_CHUNK):
             lo = max(0, a - ctx)
-            x = (torch.from_numpy(feats[lo:a + PREDICT_CHUNK]) - self.feat_mean) / self.feat_std
-            out.append(self.net(x[None])[0, a - lo:])
-        z = torch.cat(out).numpy() if out else np.zeros((0, self.motion_dim), np.float32)
+            out.append(self.decode(self.encode(feats[lo:a + PREDICT_CHUNK]), calibrated)[a - lo:])
+        return np.concatenate(out) if out else np.zeros((0, self.motion_dim), np.float32)
+
+    @torch.no_grad()
+    def encode(self, feats: np.ndarray) -> torch.Tensor:
+        """Per-frame audio codes [n, E] of feature windows [n, T, C] (each frame on its own: a stream encodes
+        each frame once and keeps the codes of the frames the temporal layers still need)."""
+        self.net.eval()
+        return self.net.encode(((torch.from_numpy(np.asarray(feats, np.float32)) - self.feat_mean)
+                                / self.feat_std)[None])[0]
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor, calibrated: bool = True) -> np.ndarray:
+        """Motion codes [n, M] of consecutive frames' audio codes [n, E] (:meth:`encode`)."""
+        self.net.eval()
+        z = self.net.decode(codes[None])[0].numpy()
         gain = self.gain if calibrated else 1.0
         return (self.motion_mean.numpy() + gain * self.motion_scale * z).astype(np.float32)
 
@@ -169,15 +187,18 @@ class AudioMotionModel:
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as e:  # safetensors raises several types for truncated/garbled files
             raise ThgError(f"corrupt motion model {path} ({type(e).__name__})") from None
-        if meta.get("schema_version") != SCHEMA_VERSION:
+        if meta.get("schema_version") not in READS_SCHEMAS:
             raise ThgError(f"{path} has motion-model schema {meta.get('schema_version')!r}, this thg-nerf reads "
-                           f"{SCHEMA_VERSION}: train the run again")
-        cfg = meta["config"]
+                           f"{', '.join(map(str, READS_SCHEMAS))}: train the run again")
         t, c = meta["feature_shape"]
-        net = AudioMotionNet(int(t), int(c), int(tensors["motion_mean"].numel()), cfg["hidden"],
-                             cfg["context_frames"], cfg["dropout"], _lifter(meta["spec"], cfg.get("lifter", 0)),
-                             _low_bands(meta["spec"], cfg.get("min_band_hz", 0.0)))
-        net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        nets = [_new_net(int(t), int(c), int(tensors["motion_mean"].numel()), meta["spec"], meta["config"])
+                for _ in range(int(meta.get("members", 1)))]  # schema 1: one network
+        net = nets[0] if len(nets) == 1 else MotionEnsemble(nets)
+        try:
+            net.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("net.")})
+        except RuntimeError as e:
+            raise ThgError(f"corrupt motion model {path}: its weights do not fit its metadata "
+                           f"({str(e).splitlines()[0][:120]})") from None
         voice = {k[6:]: v.numpy() for k, v in tensors.items() if k.startswith("voice.")}
         try:
             voice_model = VoiceModel.from_tensors(voice) if voice else None
@@ -241,16 +262,17 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
 
 def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | None = None,
                        device: str | torch.device = "cpu") -> AudioMotionModel:
-    """Train the audio -> motion model on a dataset's train split (early stopping on its val split).
+    """Train the audio -> motion model on a dataset's train split (early stopping on its val split):
+    ``cfg.ensemble`` networks from consecutive seeds, whose predictions are averaged.
 
     Saves it into ``run_dir`` when given. Runs on the CPU in minutes (a GPU is not needed for a model this size).
     """
     from thg_nerf.audio.features import feature_shape
     from thg_nerf.audio.io import load_audio
 
+    if cfg.ensemble < 1:
+        raise ThgError(f"motion.ensemble must be at least 1, got {cfg.ensemble}")
     t0 = time.perf_counter()
-    rng = np.random.default_rng(cfg.seed)
-    torch.manual_seed(cfg.seed)
     targets: MotionTargets = dataset_motion(ds)
     n = ds.n_frames
     train_ids = np.array([r.img_id for r in ds.train], dtype=np.int64)
@@ -273,38 +295,99 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     voice = _fit_voice(wave, ds.fps, train_ids) if wants_voice else None
     if voice is not None and not cfg.voice_spread:
         voice.band_sd = None
-    seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng,
-                   voice if cfg.voice_norm_train else None)
-    seqs = [s for s in seqs if len(s.starts)]
+    readout = _mouth_readout(targets.motion[train_ids], targets.mouth[train_ids])
+    # the mouth opening's share of a normalised code error (per unit of the train split's mouth std)
+    to_mouth = (scale * readout[:-1] / (targets.mouth[train_ids].std() + 1e-8)).astype(np.float32)
+    nets, fits, first = [], [], None
+    for k in range(cfg.ensemble):
+        rng = np.random.default_rng(cfg.seed + k)
+        torch.manual_seed(cfg.seed + k)
+        seqs = _copies(wave, ds.fps, n, spec, z, train_mask, cfg.augment, seq_len, rng,
+                       voice if cfg.voice_norm_train else None)
+        seqs = [s for s in seqs if len(s.starts)]
+        if first is None:  # the first network's copies set the feature normalisation and calibrate the gain
+            first = seqs
+            flat = np.concatenate([s.feats[s.usable] for s in seqs]).reshape(-1, seqs[0].feats.shape[-1])
+            feat_mean = torch.from_numpy(flat.mean(0).astype(np.float32))
+            feat_std = torch.from_numpy(flat.std(0).astype(np.float32) + 1e-3)
+        label = f"audio->motion {k + 1}/{cfg.ensemble}" if cfg.ensemble > 1 else "audio->motion"
+        net, fit = _fit_net(seqs, z[val_ids], val_ids, feat_mean, feat_std, to_mouth, targets.dim, spec, seq_len,
+                            cfg, rng, torch.device(device), label)
+        nets.append(net)
+        fits.append(fit)
+    t_steps, channels = first[0].feats.shape[1:]
+    model = AudioMotionModel(net=nets[0] if len(nets) == 1 else MotionEnsemble(nets), spec=str(spec), fps=ds.fps,
+                             feat_mean=feat_mean, feat_std=feat_std,
+                             motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
+                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)],
+                                                    "members": len(nets)},
+                             voice=voice if cfg.voice_norm else None)
+    clean = first[0].feats
+    pred = model.predict(clean, calibrated=False)
+    metrics: dict = {"iterations": int(sum(f["iterations"] for f in fits)),
+                     "best_val_loss": round(float(np.mean([f["best_val_loss"] for f in fits])), 5), "seconds": 0.0}
+    if len(nets) > 1:
+        metrics["members"] = [{"seed": cfg.seed + k, "iterations": f["iterations"],
+                               "best_val_loss": f["best_val_loss"]} for k, f in enumerate(fits)]
+    if len(val_ids) >= 3:
+        m_pred, m_true = model.mouth(pred[val_ids]), targets.mouth[val_ids]
+        amp = amplitude_ratio(m_pred, m_true)
+        amp_voices = _voices_amplitude(model, first[1:], val_ids, targets.mouth) if cfg.gain_voices else None
+        # halfway (geometric mean) between the person's own voice and the stand-ins for other voices
+        ref = math.sqrt(amp * amp_voices) if amp and amp_voices else amp
+        model.gain = float(np.clip(1.0 / ref, 1.0, cfg.max_gain)) if ref else 1.0
+        m_cal = model.mouth(model.predict(clean)[val_ids])
+        metrics.update({"val_mouth_corr": _round(corr(m_pred, m_true)), "val_mouth_amplitude_raw": _round(amp),
+                        "val_mouth_amplitude_voices_raw": _round(amp_voices),
+                        "val_mouth_amplitude": _round(amplitude_ratio(m_cal, m_true)),
+                        "val_motion_corr_pc1": _round(corr(pred[val_ids, 0], targets.motion[val_ids, 0]))})
+    metrics["seconds"] = round(time.perf_counter() - t0, 1)
+    model.meta.update({"config": to_dict(cfg), "metrics": metrics, "history": [f["history"] for f in fits],
+                       "lookahead_s": _lookahead_s(spec, t_steps)})
+    log.info(f"audio->motion: {len(nets)} network(s), {metrics['iterations']} steps in {metrics['seconds']} s; "
+             f"validation mouth corr {metrics.get('val_mouth_corr')}, amplitude "
+             f"x{metrics.get('val_mouth_amplitude_raw')} (other-voice copies "
+             f"x{metrics.get('val_mouth_amplitude_voices_raw')}) -> gain {model.gain:.2f}")
+    if run_dir is not None:
+        model.save(run_dir)
+    return model
+
+
+def _new_net(t_steps: int, channels: int, motion_dim: int, spec: str, cfg: dict | MotionConfig) -> AudioMotionNet:
+    """An untrained network of the shape a config asks for (``cfg``: a MotionConfig or its saved dict)."""
+    c = cfg if isinstance(cfg, dict) else to_dict(cfg)
+    return AudioMotionNet(t_steps, channels, motion_dim, c["hidden"], c["context_frames"], c["dropout"],
+                          _lifter(spec, c.get("lifter", 0)), _low_bands(spec, c.get("min_band_hz", 0.0)))
+
+
+def _fit_net(seqs: list[_Sequence], val_z: np.ndarray, val_ids: np.ndarray, feat_mean: torch.Tensor,
+             feat_std: torch.Tensor, to_mouth: np.ndarray, motion_dim: int, spec: str, seq_len: int,
+             cfg: MotionConfig, rng: np.random.Generator, dev: torch.device, label: str
+             ) -> tuple[AudioMotionNet, dict]:
+    """Train one network on the copies ``seqs`` (the clean one first) against normalised codes, early-stopped on
+    the clean copy's validation frames (``val_z`` [V, M] at ``val_ids``). Returns it (CPU, eval mode, the best
+    validation state) and ``{iterations, best_val_loss, history}``."""
     clean = seqs[0].feats
-    flat = np.concatenate([s.feats[s.usable] for s in seqs]).reshape(-1, clean.shape[-1])
-    feat_mean = torch.from_numpy(flat.mean(0).astype(np.float32))
-    feat_std = torch.from_numpy(flat.std(0).astype(np.float32) + 1e-3)
     t_steps, channels = clean.shape[1:]
-    dev = torch.device(device)
-    net = AudioMotionNet(t_steps, channels, targets.dim, cfg.hidden, cfg.context_frames, cfg.dropout,
-                         _lifter(spec, cfg.lifter), _low_bands(spec, cfg.min_band_hz)).to(dev)
+    net = _new_net(t_steps, channels, motion_dim, spec, cfg).to(dev)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=1e-5)
     fm, fs = feat_mean.to(dev), feat_std.to(dev)
     all_clean = (torch.from_numpy(clean).to(dev) - fm) / fs
-    val_z = torch.from_numpy(z[val_ids]).to(dev)
-    readout = _mouth_readout(targets.motion[train_ids], targets.mouth[train_ids])
-    # the mouth opening's share of a normalised code error (per unit of the train split's mouth std)
-    to_mouth = torch.from_numpy((scale * readout[:-1] / (targets.mouth[train_ids].std() + 1e-8)).astype(np.float32))
-    to_mouth = to_mouth.to(dev)
+    val_t, val_idx = torch.from_numpy(val_z).to(dev), torch.from_numpy(val_ids).to(dev)
+    to_mouth_t = torch.from_numpy(to_mouth).to(dev)
 
     def val_loss() -> float:
         net.eval()
         with torch.no_grad():
-            pred = net(all_clean[None])[0][torch.from_numpy(val_ids).to(dev)]
+            pred = net(all_clean[None])[0][val_idx]
         net.train()
-        return float(torch.mean((pred - val_z) ** 2)) if len(val_ids) else 0.0
+        return float(torch.mean((pred - val_t) ** 2)) if len(val_ids) else 0.0
 
     best, best_state, bad, it = math.inf, None, 0, 0
     history = []
     weights = np.array([2.0] + [1.0] * (len(seqs) - 1))  # the clean copy is drawn twice as often
     weights /= weights.sum()
-    bar = progress(total=cfg.iters, desc="audio->motion", unit="it")
+    bar = progress(total=cfg.iters, desc=label, unit="it")
     for it in range(1, cfg.iters + 1):
         lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * it / cfg.iters)))
         for g in opt.param_groups:
@@ -323,7 +406,7 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
         if cfg.velocity_weight > 0:
             loss = loss + cfg.velocity_weight * torch.mean(((pred[:, 1:] - pred[:, :-1]) - (y[:, 1:] - y[:, :-1])) ** 2)
         if cfg.mouth_weight > 0:
-            loss = loss + cfg.mouth_weight * torch.mean(((pred - y) @ to_mouth) ** 2)
+            loss = loss + cfg.mouth_weight * torch.mean(((pred - y) @ to_mouth_t) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -342,35 +425,7 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     bar.close()
     if best_state is not None:
         net.load_state_dict(best_state)
-    net = net.cpu().eval()
-
-    model = AudioMotionModel(net=net, spec=str(spec), fps=ds.fps, feat_mean=feat_mean, feat_std=feat_std,
-                             motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
-                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]},
-                             voice=voice if cfg.voice_norm else None)
-    pred = model.predict(clean, calibrated=False)
-    metrics: dict = {"iterations": it, "best_val_loss": round(best, 5), "seconds": 0.0}
-    if len(val_ids) >= 3:
-        m_pred, m_true = model.mouth(pred[val_ids]), targets.mouth[val_ids]
-        amp = amplitude_ratio(m_pred, m_true)
-        amp_voices = _voices_amplitude(model, seqs[1:], val_ids, targets.mouth) if cfg.gain_voices else None
-        # halfway (geometric mean) between the person's own voice and the stand-ins for other voices
-        ref = math.sqrt(amp * amp_voices) if amp and amp_voices else amp
-        model.gain = float(np.clip(1.0 / ref, 1.0, cfg.max_gain)) if ref else 1.0
-        m_cal = model.mouth(model.predict(clean)[val_ids])
-        metrics.update({"val_mouth_corr": _round(corr(m_pred, m_true)), "val_mouth_amplitude_raw": _round(amp),
-                        "val_mouth_amplitude_voices_raw": _round(amp_voices),
-                        "val_mouth_amplitude": _round(amplitude_ratio(m_cal, m_true)),
-                        "val_motion_corr_pc1": _round(corr(pred[val_ids, 0], targets.motion[val_ids, 0]))})
-    metrics["seconds"] = round(time.perf_counter() - t0, 1)
-    model.meta.update({"config": to_dict(cfg), "metrics": metrics, "history": history,
-                       "lookahead_s": _lookahead_s(spec, t_steps)})
-    log.info(f"audio->motion: {it} steps in {metrics['seconds']} s; validation mouth corr "
-             f"{metrics.get('val_mouth_corr')}, amplitude x{metrics.get('val_mouth_amplitude_raw')} "
-             f"(other-voice copies x{metrics.get('val_mouth_amplitude_voices_raw')}) -> gain {model.gain:.2f}")
-    if run_dir is not None:
-        model.save(run_dir)
-    return model
+    return net.cpu().eval(), {"iterations": it, "best_val_loss": round(best, 5), "history": history}
 
 
 def frames_audio(wave: np.ndarray, fps: float, frame_ids: np.ndarray) -> np.ndarray:

@@ -76,14 +76,47 @@ class AudioMotionNet(nn.Module):
         """Past frames (plus the current one) an output depends on."""
         return 1 + sum(layer.pad for layer in self.temporal)
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+    def encode(self, windows: torch.Tensor) -> torch.Tensor:
+        """[B, L, T, C] feature windows -> [B, L, H] per-frame audio codes (each frame on its own)."""
         b, length = windows.shape[:2]
         windows = windows @ self.lifter
-        h = self.encoder(windows.reshape(b * length, *windows.shape[2:])).reshape(b, length, -1)
-        x = self.drop(F.leaky_relu(h, 0.02)).transpose(1, 2)  # [B, H, L]
+        return self.encoder(windows.reshape(b * length, *windows.shape[2:])).reshape(b, length, -1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, L, H] per-frame audio codes -> [B, L, M] motion (the causal temporal layers)."""
+        x = self.drop(F.leaky_relu(codes, 0.02)).transpose(1, 2)  # [B, H, L]
         for layer in self.temporal:
             x = x + self.drop(F.leaky_relu(layer(x), 0.02))
         return self.out(x.transpose(1, 2))
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(windows))
+
+
+class MotionEnsemble(nn.Module):
+    """The mean of several :class:`AudioMotionNet` trained alike from different seeds: [B, L, T, C] ->
+    [B, L, M]. Averaging cancels much of what one seed fits by chance (``MotionConfig.ensemble``)."""
+
+    def __init__(self, members: list[AudioMotionNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def receptive_frames(self) -> int:
+        """Past frames (plus the current one) an output depends on: the most any member sees."""
+        return max(m.receptive_frames for m in self.members)
+
+    def encode(self, windows: torch.Tensor) -> torch.Tensor:
+        """[B, L, T, C] -> [B, L, K * H]: each member's per-frame codes, side by side."""
+        return torch.cat([m.encode(windows) for m in self.members], dim=-1)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, L, K * H] (from :meth:`encode`) -> [B, L, M]: the members' mean motion."""
+        parts = codes.split([m.out.in_features for m in self.members], dim=-1)
+        return torch.stack([m.decode(c) for m, c in zip(self.members, parts)]).mean(0)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(windows))
 
 
 def lifter_matrix(channels: int, bands: int, keep: int) -> torch.Tensor:
