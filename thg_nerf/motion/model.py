@@ -166,7 +166,8 @@ class AudioMotionModel:
         tensors.update({"feat_mean": self.feat_mean, "feat_std": self.feat_std, "motion_mean": self.motion_mean})
         if self.voice is not None:
             tensors.update({f"voice.{k}": torch.from_numpy(v) for k, v in self.voice.tensors().items()})
-        meta = {**self.meta, "schema_version": SCHEMA_VERSION, "spec": self.spec, "fps": self.fps,
+        members = len(self.net.members) if isinstance(self.net, MotionEnsemble) else 1
+        meta = {**self.meta, "schema_version": SCHEMA_VERSION, "members": members, "spec": self.spec, "fps": self.fps,
                 "motion_scale": self.motion_scale, "gain": self.gain, "readout": [float(v) for v in self.readout]}
         path = Path(run_dir) / MODEL_FILE
         with atomic_file(path, suffix=".safetensors") as tmp:
@@ -319,8 +320,7 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
     model = AudioMotionModel(net=nets[0] if len(nets) == 1 else MotionEnsemble(nets), spec=str(spec), fps=ds.fps,
                              feat_mean=feat_mean, feat_std=feat_std,
                              motion_mean=torch.from_numpy(mu.astype(np.float32)), motion_scale=scale, gain=1.0,
-                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)],
-                                                    "members": len(nets)},
+                             readout=readout, meta={"feature_shape": [int(t_steps), int(channels)]},
                              voice=voice if cfg.voice_norm else None)
     clean = first[0].feats
     pred = model.predict(clean, calibrated=False)
