@@ -90,10 +90,10 @@ class MotionConfig:
     training: the copies then differ from the clean audio by everything but vocal tract length)."""
     ensemble: int = 6
     """Networks trained from seeds ``seed .. seed + ensemble - 1`` (each with its own augmented copies and
-    sequence draws) whose predictions are averaged. One network's validation correlation moves by +-0.05 with
-    the seed alone; the mean of six beat the mean of their members on the person's validation audio (+0.03 and
-    +0.05) and on another speaker (+0.05 twice) for six times the training (about 3 minutes on 2 cores)
-    (docs/BENCHMARKS.md, Lip sync, A/B)."""
+    sequence draws) whose predictions are averaged. One network's validation correlation moves by +-0.07 with
+    the seed alone; on two sets of six seeds the ensemble beat the mean of its members trained alone on the
+    person's validation audio (+0.02 and +0.015) and on another man's voice (+0.035 and +0.047), for six times
+    the training (about 4 minutes on 2 cores) (docs/BENCHMARKS.md, Lip sync, A/B)."""
     seed: int = 0
     """Random seed (initialisation, sequence draws, augmentation) of the first network."""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
