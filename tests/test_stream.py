@@ -108,6 +108,8 @@ def test_motion_stream_equals_whole_sequence_prediction(ensemble: bool):
         a += k
     parts.append(stream.push(feats[a:]))
     np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-5)
+    with pytest.raises(ThgError, match="motion model needs"):
+        stream.push(feats[:2, :, :8])
 
 
 def test_cached_head_field_equals_the_field():

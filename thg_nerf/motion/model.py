@@ -126,10 +126,7 @@ class AudioMotionModel:
     @torch.no_grad()
     def predict(self, feats: np.ndarray, calibrated: bool = True) -> np.ndarray:
         """Motion codes [n, M] of consecutive frames' feature windows ``feats`` [n, T, C]."""
-        feats = np.asarray(feats, np.float32)
-        if feats.ndim != 3 or tuple(feats.shape[1:]) != self.feature_shape:
-            raise ThgError(f"audio features have shape {list(feats.shape)}, the motion model needs "
-                           f"[n, {self.feature_shape[0]}, {self.feature_shape[1]}] ({self.spec})")
+        feats = self._checked(feats)
         ctx = self.net.receptive_frames
         out = []
         for a in range(0, len(feats), PREDICT_CHUNK):
@@ -142,8 +139,15 @@ class AudioMotionModel:
         """Per-frame audio codes [n, E] of feature windows [n, T, C] (each frame on its own: a stream encodes
         each frame once and keeps the codes of the frames the temporal layers still need)."""
         self.net.eval()
-        return self.net.encode(((torch.from_numpy(np.asarray(feats, np.float32)) - self.feat_mean)
-                                / self.feat_std)[None])[0]
+        return self.net.encode(((torch.from_numpy(self._checked(feats)) - self.feat_mean) / self.feat_std)[None])[0]
+
+    def _checked(self, feats: np.ndarray) -> np.ndarray:
+        """``feats`` as float32 [n, T, C]; a one-line ThgError when its shape is not the model's."""
+        feats = np.asarray(feats, np.float32)
+        if feats.ndim != 3 or tuple(feats.shape[1:]) != self.feature_shape:
+            raise ThgError(f"audio features have shape {list(feats.shape)}, the motion model needs "
+                           f"[n, {self.feature_shape[0]}, {self.feature_shape[1]}] ({self.spec})")
+        return feats
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor, calibrated: bool = True) -> np.ndarray:

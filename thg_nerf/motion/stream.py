@@ -28,11 +28,9 @@ class MotionStream:
 
     def push(self, windows: np.ndarray) -> np.ndarray:
         """Motion codes [k, M] of the next ``k`` frames' feature windows [k, T, C]."""
-        windows = np.asarray(windows, np.float32)
         if len(windows) == 0:
             return np.zeros((0, self.model.motion_dim), np.float32)
-        t, c = self.model.feature_shape
-        codes = self.model.encode(windows.reshape(-1, t, c))
+        codes = self.model.encode(windows)
         seq = codes if self._past is None else torch.cat([self._past, codes])
         motion = self.model.decode(seq)[len(seq) - len(codes):]
         self._past = seq[max(0, len(seq) - self.context):] if self.context else seq[:0]
