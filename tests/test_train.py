@@ -136,6 +136,18 @@ def test_bad_inputs_fail_cleanly_and_overwrite_nothing(small_data, tmp_path, cap
     with pytest.raises(IncompatibleVersionError):
         train(old, tmp_path / "r_schema", small_cfg(2), device="cpu")
     assert not (tmp_path / "r_schema").exists()
+    # motion settings that cannot train: refused before anything is written (library and CLI)
+    bad_motion = small_cfg(2)
+    bad_motion.motion.ensemble = 0
+    with pytest.raises(ThgError, match="motion.ensemble must be at least 1"):
+        train(small_data, tmp_path / "r_motion", bad_motion, device="cpu")
+    assert not (tmp_path / "r_motion").exists()
+    capsys.readouterr()
+    rc = main(["train", str(small_data), "-o", str(tmp_path / "r_spec"), "--preset", "tiny", "-q",
+               "--set", "motion.features=nope"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and len(err) == 1 and "invalid audio feature spec" in err[0]
+    assert not (tmp_path / "r_spec").exists()
     # --resume without a run / without a checkpoint
     with pytest.raises(ThgError, match="not found|not a thg-nerf run"):
         train(small_data, tmp_path / "nothing", small_cfg(2), resume=True, device="cpu")

@@ -27,6 +27,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 def train_config(args: argparse.Namespace, run_dir: str | Path, extra: dict | None = None) -> Config:
     """The config of ``train``/``fit``: preset + ``extra`` + training flags; ``--resume`` keeps the run's iters."""
     from thg_nerf.cli.common import resolve_config
+    from thg_nerf.motion.model import check_motion_config
     from thg_nerf.train.trainer import resume_iters
 
     cfg = resolve_config(args, {**(extra or {}), "train": {"iters": args.iters, "max_minutes": args.max_minutes}})
@@ -34,6 +35,8 @@ def train_config(args: argparse.Namespace, run_dir: str | Path, extra: dict | No
         cfg.seed = args.seed
     if args.resume and args.iters is None:
         cfg.train.iters = resume_iters(run_dir)
+    if not args.resume and cfg.model.condition == "motion":  # fail before preprocessing or writing anything
+        check_motion_config(cfg.motion)
     return cfg
 
 

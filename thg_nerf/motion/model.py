@@ -265,6 +265,16 @@ def _copies(wave: np.ndarray, fps: float, n_frames: int, spec: str, z: np.ndarra
     return out
 
 
+def check_motion_config(cfg: MotionConfig) -> None:
+    """One-line ThgError for a motion config that cannot train (no network, an unknown feature spec). Cheap:
+    ``train`` and ``fit`` run it before they write or preprocess anything."""
+    from thg_nerf.audio.features import feature_shape
+
+    if cfg.ensemble < 1:
+        raise ThgError(f"motion.ensemble must be at least 1, got {cfg.ensemble}")
+    feature_shape(cfg.features)
+
+
 def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | None = None,
                        device: str | torch.device = "cpu") -> AudioMotionModel:
     """Train the audio -> motion model on a dataset's train split (early stopping on its val split):
@@ -272,11 +282,9 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
 
     Saves it into ``run_dir`` when given. Runs on the CPU in minutes (a GPU is not needed for a model this size).
     """
-    from thg_nerf.audio.features import feature_shape
     from thg_nerf.audio.io import load_audio
 
-    if cfg.ensemble < 1:
-        raise ThgError(f"motion.ensemble must be at least 1, got {cfg.ensemble}")
+    check_motion_config(cfg)
     t0 = time.perf_counter()
     targets: MotionTargets = dataset_motion(ds)
     n = ds.n_frames
@@ -294,7 +302,6 @@ def train_audio_motion(ds: Dataset, cfg: MotionConfig, run_dir: str | Path | Non
 
     wave = load_audio(ds.path("audio"), SAMPLE_RATE)
     spec = cfg.features
-    feature_shape(spec)  # validates the spec with a one-line error before any work
     # the voice model (mel features only: the warp acts on the log-mel filterbank)
     wants_voice = (cfg.voice_norm or cfg.voice_norm_train) and str(spec).startswith("mel")
     voice = _fit_voice(wave, ds.fps, train_ids) if wants_voice else None

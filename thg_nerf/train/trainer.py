@@ -37,7 +37,7 @@ from thg_nerf.errors import ThgError
 from thg_nerf.fields.model import TalkingHeadModel
 from thg_nerf.log import get_logger, progress
 from thg_nerf.motion.model import MODEL_FILE as MOTION_MODEL_FILE
-from thg_nerf.motion.model import train_audio_motion
+from thg_nerf.motion.model import check_motion_config, train_audio_motion
 from thg_nerf.preprocess.motion import dataset_motion
 from thg_nerf.render.rays import pixel_rays, pixel_uv
 from thg_nerf.render.volume import HeadConditions, composite_layers, render_head_train, render_image
@@ -468,6 +468,8 @@ def _train(run_dir: Path, data_dir: str | Path, cfg: Config, resume: bool, dev: 
             raise ThgError(f"{data_dir} is not the dataset {run_dir} was trained on (different training frames)")
         tensors, state = ckpt.load_checkpoint(ckpts[-1][1])
     else:
+        if cfg.model.condition == "motion":
+            check_motion_config(cfg.motion)
         if world.is_main:
             _check_new_run_dir(run_dir)
         info = _run_info(ds, cfg)
